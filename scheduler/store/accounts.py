@@ -1,0 +1,117 @@
+"""Per-account facts shared by every daemon: pauses, re-authorisation, quota and usage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from scheduler.config import AccountSettings
+from scheduler.lifecycle import State
+from scheduler.store.records import AccountRecord
+from scheduler.store.schema import accounts, app_state, posts
+
+APP_PAUSE = "app_pause"
+
+
+def sync_accounts(conn: Connection, configured: Sequence[AccountSettings], now: datetime) -> None:
+    """Make the accounts table name every configured account (rows are never deleted:
+    history refers to them)."""
+    existing = {r.name: r.ig_user_id for r in conn.execute(sa.select(accounts.c.name, accounts.c.ig_user_id))}
+    for a in configured:
+        if a.name not in existing:
+            conn.execute(accounts.insert().values(name=a.name, ig_user_id=a.ig_user_id, needs_reauth=False, updated_at=now))
+        elif existing[a.name] != a.ig_user_id:
+            conn.execute(
+                accounts.update().where(accounts.c.name == a.name).values(
+                    ig_user_id=a.ig_user_id, quota_usage=None, quota_checked_at=None, updated_at=now
+                )
+            )
+
+
+def get_account(conn: Connection, name: str, lock: bool = False) -> AccountRecord | None:
+    q = sa.select(accounts).where(accounts.c.name == name)
+    if lock and conn.dialect.name == "postgresql":
+        q = q.with_for_update()
+    row = conn.execute(q).first()
+    return AccountRecord.from_row(row) if row else None
+
+
+def all_accounts(conn: Connection) -> list[AccountRecord]:
+    return [AccountRecord.from_row(r) for r in conn.execute(sa.select(accounts).order_by(accounts.c.name))]
+
+
+def pause_account(conn: Connection, name: str, until: datetime, reason: str, now: datetime) -> None:
+    """Extend (never shorten) an account's pause."""
+    conn.execute(
+        accounts.update()
+        .where(accounts.c.name == name, sa.or_(accounts.c.paused_until.is_(None), accounts.c.paused_until < until))
+        .values(paused_until=until, pause_reason=reason, updated_at=now)
+    )
+
+
+def pause_app(conn: Connection, until: datetime, reason: str, now: datetime) -> None:
+    row = conn.execute(sa.select(app_state).where(app_state.c.name == APP_PAUSE)).first()
+    if row is None:
+        conn.execute(app_state.insert().values(name=APP_PAUSE, until=until, reason=reason, updated_at=now))
+    elif row.until is None or row.until < until:
+        conn.execute(
+            app_state.update().where(app_state.c.name == APP_PAUSE).values(until=until, reason=reason, updated_at=now)
+        )
+
+
+def app_paused_until(conn: Connection, now: datetime) -> tuple[datetime, str] | None:
+    row = conn.execute(sa.select(app_state).where(app_state.c.name == APP_PAUSE)).first()
+    if row is None or row.until is None or row.until <= now:
+        return None
+    return row.until, row.reason or "app throttled"
+
+
+def set_reauth(conn: Connection, name: str, needed: bool, reason: str | None, now: datetime) -> None:
+    conn.execute(
+        accounts.update().where(accounts.c.name == name).values(
+            needs_reauth=needed, reauth_reason=reason if needed else None, updated_at=now
+        )
+    )
+
+
+def update_quota(conn: Connection, name: str, usage: int, total: int, duration_s: int, now: datetime) -> None:
+    conn.execute(
+        accounts.update().where(accounts.c.name == name).values(
+            quota_usage=usage, quota_total=total, quota_duration_s=duration_s, quota_checked_at=now, updated_at=now
+        )
+    )
+
+
+def update_usage(
+    conn: Connection, name: str, app_pct: int | None, buc_pct: int | None, regain_s: float, now: datetime
+) -> None:
+    conn.execute(
+        accounts.update().where(accounts.c.name == name).values(
+            usage_app_pct=app_pct, usage_buc_pct=buc_pct, usage_regain_s=regain_s, usage_at=now
+        )
+    )
+
+
+def published_in_window(conn: Connection, name: str, now: datetime, window_s: int) -> list[datetime]:
+    """Publish times of this account's posts inside the rolling window, oldest first."""
+    since = now - timedelta(seconds=window_s)
+    rows = conn.execute(
+        sa.select(posts.c.published_at)
+        .where(posts.c.account == name, posts.c.published_at.is_not(None), posts.c.published_at > since)
+        .order_by(posts.c.published_at)
+    )
+    return [r[0] for r in rows]
+
+
+def in_flight(conn: Connection, name: str, exclude_post: int) -> int:
+    """Publishes that may be landing right now: they count against the quota too."""
+    return conn.execute(
+        sa.select(sa.func.count()).select_from(posts).where(
+            posts.c.account == name,
+            posts.c.state.in_([State.PUBLISHING.value, State.VERIFYING.value]),
+            posts.c.id != exclude_post,
+        )
+    ).scalar_one()

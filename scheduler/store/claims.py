@@ -1,0 +1,116 @@
+"""Claims and leases: which daemon works which post, fenced by a lease token.
+
+A claim is one short transaction committed before any API call. Finishing a step is a
+compare-and-set on the token, so a worker that lost its lease (reaped, cancelled, edited)
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from scheduler.lifecycle import ACTIVE
+from scheduler.store.posts import add_event
+from scheduler.store.records import PostRecord
+from scheduler.store.schema import posts
+
+_ACTIVE = [s.value for s in ACTIVE]
+
+
+class LeaseLost(Exception):
+    """The post is no longer ours: another worker, the user or a re-import took it."""
+
+
+def _due(now: datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        posts.c.state.in_(_ACTIVE),
+        posts.c.next_action_at <= now,
+        sa.or_(posts.c.lease_until.is_(None), posts.c.lease_until < now),
+    )
+
+
+def claim_due(conn: Connection, owner: str, lease_s: float, now: datetime, limit: int) -> list[PostRecord]:
+    """Lease up to `limit` due posts, earliest first. SKIP LOCKED on PostgreSQL; on SQLite
+    the surrounding BEGIN IMMEDIATE already serialises claimers."""
+    pick = sa.select(posts.c.id).where(_due(now)).order_by(posts.c.next_action_at).limit(limit)
+    if conn.dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    token = uuid.uuid4().hex
+    rows = conn.execute(
+        posts.update()
+        .where(posts.c.id.in_(pick.scalar_subquery()))
+        .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_s), lease_token=token)
+        .returning(*posts.c)
+    ).all()
+    return sorted((PostRecord.from_row(r) for r in rows), key=lambda p: p.next_action_at)
+
+
+def next_action_at(conn: Connection) -> datetime | None:
+    """The earliest moment any active post needs attention (leases included)."""
+    nxt = conn.execute(
+        sa.select(sa.func.min(posts.c.next_action_at)).where(
+            posts.c.state.in_(_ACTIVE), posts.c.lease_until.is_(None)
+        )
+    ).scalar()
+    lease = conn.execute(
+        sa.select(sa.func.min(posts.c.lease_until)).where(
+            posts.c.state.in_(_ACTIVE), posts.c.lease_until.is_not(None)
+        )
+    ).scalar()
+    candidates = [t for t in (nxt, lease) if t is not None]
+    return min(candidates) if candidates else None
+
+
+@contextmanager
+def fenced(conn: Connection, post_id: int, token: str) -> Iterator[PostRecord]:
+    """Inside the caller's transaction: proceed only while we still hold the lease."""
+    q = sa.select(posts).where(posts.c.id == post_id, posts.c.lease_token == token)
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update()
+    row = conn.execute(q).first()
+    if row is None:
+        raise LeaseLost(f"post {post_id}")
+    yield PostRecord.from_row(row)
+
+
+def update_post(
+    conn: Connection, post_id: int, token: str, now: datetime, actor: str,
+    event: str | None = None, release: bool = True, **values: Any,
+) -> PostRecord:
+    """Compare-and-set on the lease token; records a state change when `state` changes."""
+    with fenced(conn, post_id, token) as rec:
+        values["updated_at"] = now
+        if release:
+            values.update(lease_owner=None, lease_until=None, lease_token=None)
+        conn.execute(posts.update().where(posts.c.id == post_id).values(**values))
+        new_state = values.get("state", rec.state)
+        if new_state != rec.state or event:
+            add_event(conn, post_id, now, rec.state, new_state, event, actor)
+        return rec
+
+
+def renew(conn: Connection, post_id: int, token: str, lease_s: float, now: datetime) -> bool:
+    res = conn.execute(
+        posts.update()
+        .where(posts.c.id == post_id, posts.c.lease_token == token)
+        .values(lease_until=now + timedelta(seconds=lease_s))
+    )
+    return res.rowcount == 1
+
+
+def release_own_leases(conn: Connection, owner: str, now: datetime) -> int:
+    """At start, a daemon takes back what a crashed predecessor of the same identity held:
+    the lease ends now, so the normal rules (publishing → verifying) apply at once."""
+    res = conn.execute(
+        posts.update()
+        .where(posts.c.lease_owner == owner, posts.c.lease_until.is_not(None), posts.c.state.in_(_ACTIVE))
+        .values(lease_until=now - timedelta(microseconds=1), next_action_at=now)
+    )
+    return res.rowcount

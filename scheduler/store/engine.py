@@ -1,0 +1,118 @@
+"""Engines for SQLite and PostgreSQL, and schema migrations (Alembic).
+
+SQLite: WAL, a busy timeout, and every transaction opened with BEGIN IMMEDIATE so that
+claims never race (pysqlite's own implicit BEGIN is switched off). PostgreSQL: psycopg 3.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+
+
+class SchemaBehind(Exception):
+    """The database needs `igsched db upgrade` (or is newer than this igsched)."""
+
+
+class DatabaseUnreachable(Exception):
+    """Connecting failed; the message names the database without its password."""
+
+
+def normalize_url(url: str) -> str:
+    # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password hidden, for messages."""
+    try:
+        return sa.engine.make_url(normalize_url(url)).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable database url>"
+
+
+def make_engine(url: str) -> Engine:
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url)
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _sqlite_engine(url: str) -> Engine:
+    u = sa.engine.make_url(url)
+    if u.database and u.database != ":memory:":
+        Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _alembic_config() -> Config:
+    import igsched_migrations  # the top-level migrations/ folder, installed as a package
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(igsched_migrations.__file__).parent))
+    return cfg
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except sa.exc.OperationalError as e:
+        raise DatabaseUnreachable(f"cannot open database {safe_url(str(engine.url))}: {e.orig}") from None
+
+
+def upgrade(engine: Engine) -> None:
+    """Apply pending migrations (idempotent)."""
+    cfg = _alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def ensure_current(engine: Engine, upgrade_if_behind: bool) -> None:
+    """Upgrade a new or old database, or say clearly what to do; never a raw SQL error later."""
+    current, head = current_revision(engine), head_revision()
+    if current == head:
+        return
+    known = {s.revision for s in ScriptDirectory.from_config(_alembic_config()).walk_revisions()}
+    if current is not None and current not in known:
+        raise SchemaBehind(
+            f"the database is at schema revision {current}, which this igsched does not know "
+            "(it was upgraded by a newer igsched)"
+        )
+    if upgrade_if_behind:
+        upgrade(engine)
+        return
+    raise SchemaBehind(
+        f"the database schema is {'missing' if current is None else 'behind'}; "
+        "run `igsched db upgrade`"
+    )

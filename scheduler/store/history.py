@@ -1,0 +1,59 @@
+"""API-call history: one row per Graph call, with the usage headers' figures."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from scheduler.clock import to_naive_utc
+from scheduler.store.schema import api_calls
+
+
+def record_call(conn: Connection, rec: Any) -> None:
+    """Store a graph.client.CallRecord (duck-typed to keep the store free of HTTP types)."""
+    usage = rec.usage
+    app = usage.app if usage else None
+    buc = None
+    if usage and usage.buc:
+        buc = max(usage.buc.values(), key=lambda f: f.max_pct)
+    conn.execute(
+        api_calls.insert().values(
+            at=to_naive_utc(rec.started_at),
+            account=rec.account,
+            post_id=rec.post_id,
+            method=rec.method,
+            endpoint=rec.endpoint[:120],
+            path=rec.path,
+            http_status=rec.http_status,
+            outcome=rec.outcome,
+            error_code=rec.error_code,
+            error_subcode=rec.error_subcode,
+            error_message=rec.error_message,
+            fbtrace_id=rec.fbtrace_id,
+            duration_ms=rec.duration_ms,
+            app_call_count=app.call_count if app else None,
+            app_total_cputime=app.total_cputime if app else None,
+            app_total_time=app.total_time if app else None,
+            buc_call_count=buc.call_count if buc else None,
+            buc_total_cputime=buc.total_cputime if buc else None,
+            buc_total_time=buc.total_time if buc else None,
+            buc_regain_minutes=buc.regain_minutes if buc else None,
+        )
+    )
+
+
+def calls_of(conn: Connection, post_id: int) -> list[dict[str, Any]]:
+    rows = conn.execute(sa.select(api_calls).where(api_calls.c.post_id == post_id).order_by(api_calls.c.id))
+    return [dict(r._mapping) for r in rows]
+
+
+def count_calls(conn: Connection, endpoint: str | None = None, since: datetime | None = None) -> int:
+    q = sa.select(sa.func.count()).select_from(api_calls)
+    if endpoint:
+        q = q.where(api_calls.c.endpoint == endpoint)
+    if since:
+        q = q.where(api_calls.c.at >= since)
+    return int(conn.execute(q).scalar_one())

@@ -1,0 +1,100 @@
+"""Typed views of rows, so callers do not pass raw mappings around."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from scheduler.models import PostSpec
+
+
+@dataclass(frozen=True)
+class PostRecord:
+    id: int
+    key: str
+    account: str
+    kind: str
+    spec: dict[str, Any]
+    spec_hash: str
+    due_at: datetime
+    asap: bool
+    state: str
+    reason: str | None
+    next_action_at: datetime
+    attempts: int
+    lease_owner: str | None
+    lease_until: datetime | None
+    lease_token: str | None
+    container_id: str | None
+    container_created_at: datetime | None
+    publish_started_at: datetime | None
+    media_id: str | None
+    permalink: str | None
+    published_at: datetime | None
+    lateness_s: float | None
+    comment_state: str | None
+    comment_id: str | None
+    comment_error: str | None
+    source_file: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> PostRecord:
+        m = row._mapping
+        return cls(**{f.name: m[f.name] for f in fields(cls)})
+
+    def post_spec(self) -> PostSpec:
+        return PostSpec.from_content(self.spec)
+
+
+@dataclass(frozen=True)
+class MediaRecord:
+    id: int
+    post_id: int
+    position: int
+    media_kind: str
+    source: str
+    container_id: str | None
+    container_created_at: datetime | None
+    status_code: str | None
+    status_checked_at: datetime | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> MediaRecord:
+        m = row._mapping
+        return cls(**{f.name: m[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class AccountRecord:
+    name: str
+    ig_user_id: str
+    paused_until: datetime | None
+    pause_reason: str | None
+    needs_reauth: bool
+    reauth_reason: str | None
+    quota_total: int | None
+    quota_duration_s: int | None
+    quota_usage: int | None
+    quota_checked_at: datetime | None
+    usage_app_pct: int | None
+    usage_buc_pct: int | None
+    usage_regain_s: float | None
+    usage_at: datetime | None
+    updated_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> AccountRecord:
+        m = row._mapping
+        return cls(**{f.name: m[f.name] for f in fields(cls)})
+
+
+@dataclass
+class EnqueueReport:
+    new: list[str]
+    updated: list[str]
+    unchanged: list[str]
+    kept: list[tuple[str, str]]  # (key, why the re-import did not change it)

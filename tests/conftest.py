@@ -1,0 +1,1 @@
+"""Shared fixtures. Database-parametrized fixtures live in tests/dbfixtures.py."""
