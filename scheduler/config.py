@@ -103,6 +103,9 @@ class RetrySettings(_Strict):
 class LimitSettings(_Strict):
     soft_threshold_pct: Annotated[float, Field(gt=0, le=100)] = 80.0
     quota_refresh_s: Annotated[float, Field(gt=0)] = 300.0
+    # used only until content_publishing_limit has answered once (the lowest documented cap)
+    quota_fallback_total: Annotated[int, Field(gt=0)] = 25
+    reauth_check_s: Annotated[float, Field(gt=0)] = 300.0
     throttle_backoff_s: Annotated[float, Field(gt=0)] = 600.0
 
 

@@ -64,6 +64,7 @@ def upgrade() -> None:
         sa.Column("permalink", sa.Text()),
         sa.Column("published_at", sa.DateTime()),
         sa.Column("lateness_s", sa.Float()),
+        sa.Column("followup_pending", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("comment_state", sa.String(16)),
         sa.Column("comment_id", sa.String(64)),
         sa.Column("comment_error", sa.Text()),

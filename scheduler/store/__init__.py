@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -135,3 +136,76 @@ class Store:
     def accounts(self) -> list[AccountRecord]:
         with self.engine.connect() as conn:
             return acc.all_accounts(conn)
+
+    def update_media(self, post: PostRecord, media_id: int, **values: Any) -> None:
+        """Change one media row while we still hold the post's lease (raises LeaseLost)."""
+        from scheduler.store.schema import post_media
+
+        assert post.lease_token is not None
+        with self.tx() as conn, claims.fenced(conn, post.id, post.lease_token):
+            conn.execute(post_media.update().where(post_media.c.id == media_id).values(**values))
+
+    def reset_containers(self, post: PostRecord) -> None:
+        """Forget every container of a post (expired or unusable): staging starts over."""
+        from scheduler.store.schema import post_media, posts
+
+        assert post.lease_token is not None
+        with self.tx() as conn, claims.fenced(conn, post.id, post.lease_token):
+            conn.execute(
+                post_media.update().where(post_media.c.post_id == post.id).values(
+                    container_id=None, container_created_at=None, status_code=None,
+                    status_checked_at=None, error=None,
+                )
+            )
+            conn.execute(
+                posts.update().where(posts.c.id == post.id).values(container_id=None, container_created_at=None)
+            )
+
+    def begin_publish(self, post: PostRecord, actor: str, fallback_total: int) -> QuotaCheck:
+        """Reserve a slot in the rolling publishing quota and move the post to `publishing`,
+        in one transaction under the account's row lock, so several daemons never exceed it."""
+        assert post.lease_token is not None
+        now = self.now()
+        with self.tx() as conn:
+            a = acc.get_account(conn, post.account, lock=True)
+            total = (a.quota_total if a and a.quota_total else None) or fallback_total
+            window = (a.quota_duration_s if a and a.quota_duration_s else None) or 86400
+            times = acc.published_in_window(conn, post.account, now, window)
+            used = len(times) + acc.in_flight(conn, post.account, post.id)
+            if a and a.quota_usage is not None and a.quota_checked_at is not None:
+                # Meta's own count can include posts made elsewhere (the app, other tools)
+                mine_since_check = sum(1 for t in times if t > a.quota_checked_at)
+                used = max(used, a.quota_usage + mine_since_check)
+            if used >= total:
+                free_at = (times[0] if times else now) + timedelta(seconds=window)
+                if free_at <= now:
+                    free_at = now + timedelta(seconds=60)  # Meta's count says full: look again
+                return QuotaCheck(False, used, total, free_at)
+            claims.update_post(
+                conn, post.id, post.lease_token, now, actor, "quota slot reserved; publishing",
+                release=False, state="publishing", publish_started_at=now, reason=None,
+            )
+            return QuotaCheck(True, used + 1, total, None)
+
+    def set_reauth(self, account: str, needed: bool, reason: str | None) -> None:
+        now = self.now()
+        with self.tx() as conn:
+            acc.set_reauth(conn, account, needed, reason, now)
+
+    def update_quota(self, account: str, usage: int, total: int, duration_s: int) -> None:
+        now = self.now()
+        with self.tx() as conn:
+            acc.update_quota(conn, account, usage, total, duration_s, now)
+
+    def app_pause(self) -> tuple[datetime, str] | None:
+        now = self.now()
+        with self.engine.connect() as conn:
+            return acc.app_paused_until(conn, now)
+
+
+@dataclass(frozen=True)
+class QuotaCheck:
+    ok: bool
+    used: int
+    total: int
+    free_at: datetime | None

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from scheduler.lifecycle import ACTIVE
+from scheduler.lifecycle import ACTIVE, State
 from scheduler.store.posts import add_event
 from scheduler.store.records import PostRecord
 from scheduler.store.schema import posts
@@ -30,7 +30,10 @@ class LeaseLost(Exception):
 
 def _due(now: datetime) -> sa.ColumnElement[bool]:
     return sa.and_(
-        posts.c.state.in_(_ACTIVE),
+        sa.or_(
+            posts.c.state.in_(_ACTIVE),
+            sa.and_(posts.c.state == State.PUBLISHED.value, posts.c.followup_pending.is_(True)),
+        ),
         posts.c.next_action_at <= now,
         sa.or_(posts.c.lease_until.is_(None), posts.c.lease_until < now),
     )
@@ -56,7 +59,8 @@ def next_action_at(conn: Connection) -> datetime | None:
     """The earliest moment any active post needs attention (leases included)."""
     nxt = conn.execute(
         sa.select(sa.func.min(posts.c.next_action_at)).where(
-            posts.c.state.in_(_ACTIVE), posts.c.lease_until.is_(None)
+            sa.or_(posts.c.state.in_(_ACTIVE), posts.c.followup_pending.is_(True)),
+            posts.c.lease_until.is_(None),
         )
     ).scalar()
     lease = conn.execute(
@@ -110,7 +114,7 @@ def release_own_leases(conn: Connection, owner: str, now: datetime) -> int:
     the lease ends now, so the normal rules (publishing → verifying) apply at once."""
     res = conn.execute(
         posts.update()
-        .where(posts.c.lease_owner == owner, posts.c.lease_until.is_not(None), posts.c.state.in_(_ACTIVE))
+        .where(posts.c.lease_owner == owner, posts.c.lease_until.is_not(None))
         .values(lease_until=now - timedelta(microseconds=1), next_action_at=now)
     )
     return res.rowcount

@@ -33,6 +33,7 @@ class PostRecord:
     permalink: str | None
     published_at: datetime | None
     lateness_s: float | None
+    followup_pending: bool
     comment_state: str | None
     comment_id: str | None
     comment_error: str | None

@@ -89,6 +89,8 @@ posts = Table(
     Column("permalink", Text),
     Column("published_at", DateTime),
     Column("lateness_s", Float),
+    # after publish: permalink lookup and first comment still to do (claimable while true)
+    Column("followup_pending", Boolean, nullable=False, default=False),
     Column("comment_state", String(16)),
     Column("comment_id", String(64)),
     Column("comment_error", Text),

@@ -1,0 +1,30 @@
+"""Rate-limit headroom rules (design §5): when to space out work and when to stop calling.
+
+Pure: figures in, decisions out.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+
+def spacing_factor(usage_pct: float, soft_pct: float) -> float:
+    """1 below the soft threshold, then up to 4× at 100 %: polls and staging wait longer,
+    publishing due posts never does."""
+    if usage_pct <= soft_pct or soft_pct >= 100:
+        return 1.0
+    return 1.0 + 3.0 * min(1.0, (usage_pct - soft_pct) / (100.0 - soft_pct))
+
+
+def pause_until_from_usage(
+    usage_pct: float, regain_s: float, now: datetime, fallback_s: float
+) -> datetime | None:
+    """At 100 % Meta may throttle at any call: stop until it says access is regained."""
+    if usage_pct < 100:
+        return None
+    return now + timedelta(seconds=regain_s if regain_s > 0 else fallback_s)
+
+
+def pause_until_from_error(regain_s: float, now: datetime, fallback_s: float) -> datetime:
+    """After a throttling error: Meta's estimate when it gives one, else our backoff."""
+    return now + timedelta(seconds=regain_s if regain_s > 0 else fallback_s)

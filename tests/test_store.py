@@ -1,0 +1,136 @@
+"""Store conformance: the same behaviour on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+
+from scheduler.lifecycle import State
+from scheduler.store import Store
+from scheduler.store.claims import LeaseLost
+from scheduler.store.engine import SchemaBehind, current_revision, head_revision, make_engine
+from scheduler.store.posts import NotAllowed
+from tests.helpers import image_spec, settings_for
+
+
+@pytest.fixture
+def store(db_url: str) -> Store:
+    s = Store(db_url)
+    s.sync_accounts(settings_for(db_url).accounts)
+    return s
+
+
+def test_migrations_reach_head_and_are_idempotent(db_url: str) -> None:
+    engine = make_engine(db_url)
+    with pytest.raises(SchemaBehind, match="igsched db upgrade"):
+        Store(db_url, upgrade=False)
+    Store(db_url)
+    Store(db_url)  # second time: nothing to do
+    assert current_revision(engine) == head_revision()
+
+
+def test_enqueue_is_idempotent_and_edits_by_key(store: Store, db_url: str) -> None:
+    lead = settings_for(db_url).staging.lead_s
+    a, b = image_spec("a"), image_spec("b")
+    r1 = store.enqueue([a, b], lead, "t")
+    assert (r1.new, r1.updated, r1.unchanged) == (["a", "b"], [], [])
+    r2 = store.enqueue([a, b], lead, "t")
+    assert (r2.new, r2.updated, r2.unchanged) == ([], [], ["a", "b"])
+    r3 = store.enqueue([replace(a, caption="changed")], lead, "t")
+    assert r3.updated == ["a"]
+    rec = store.get("a")
+    assert rec is not None and rec.spec["caption"] == "changed" and rec.state == State.PLANNED
+    assert [e["to_state"] for e in store.events(rec.id)] == ["planned", "planned"]
+    assert len(store.list(["planned"])) == 2
+
+
+def test_published_post_is_never_changed_by_reimport(store: Store, db_url: str) -> None:
+    lead = settings_for(db_url).staging.lead_s
+    spec = image_spec("p", in_s=0)
+    store.enqueue([spec], lead, "t")
+    [claimed] = store.claim_due("d", 30, 10)
+    store.update(claimed, "d", state="published", media_id="m1")
+    r = store.enqueue([replace(spec, caption="other")], lead, "t")
+    assert r.kept == [("p", "already published; a re-import never changes it")]
+    rec = store.get("p")
+    assert rec is not None and rec.spec["caption"] == "hello" and rec.media_id == "m1"
+    with pytest.raises(NotAllowed):
+        store.retry("p", lead, "t")
+    with pytest.raises(NotAllowed):
+        store.cancel("p", "t")
+
+
+def test_cancel_fences_out_the_worker_and_retry_replans(store: Store, db_url: str) -> None:
+    lead = settings_for(db_url).staging.lead_s
+    store.enqueue([image_spec("c", in_s=0)], lead, "t")
+    [claimed] = store.claim_due("d", 30, 10)
+    store.cancel("c", "t")
+    with pytest.raises(LeaseLost):
+        store.update(claimed, "d", state="staging")
+    assert store.get("c").state == State.CANCELLED  # type: ignore[union-attr]
+    store.retry("c", lead, "t")
+    rec = store.get("c")
+    assert rec is not None and rec.state == State.PLANNED and rec.lease_token is None
+    assert store.claim_due("d", 30, 10)[0].key == "c"
+
+
+def test_two_concurrent_claimers_never_get_the_same_post(db_url: str) -> None:
+    s1, s2 = Store(db_url), Store(db_url)
+    s1.sync_accounts(settings_for(db_url).accounts)
+    lead = settings_for(db_url).staging.lead_s
+    s1.enqueue([image_spec(f"k{i}", in_s=0) for i in range(120)], lead, "t")
+    got: dict[str, list[str]] = {"d1": [], "d2": []}
+
+    def claimer(store: Store, name: str) -> None:
+        while True:
+            batch = store.claim_due(name, 60, 7)
+            if not batch:
+                return
+            got[name].extend(p.key for p in batch)
+            time.sleep(0.005)  # "work" on the batch, so the claimers interleave
+
+    threads = [threading.Thread(target=claimer, args=(s, n)) for s, n in ((s1, "d1"), (s2, "d2"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not set(got["d1"]) & set(got["d2"])
+    assert len(got["d1"]) + len(got["d2"]) == 120
+    assert got["d1"] and got["d2"]  # both took part
+
+
+def test_stale_lease_holder_cannot_finish_a_step(store: Store, db_url: str) -> None:
+    store.enqueue([image_spec("s", in_s=0)], settings_for(db_url).staging.lead_s, "t")
+    [mine] = store.claim_due("slow", 0.2, 1)
+    time.sleep(0.4)
+    [theirs] = store.claim_due("fast", 30, 1)
+    assert theirs.id == mine.id and theirs.lease_token != mine.lease_token
+    with pytest.raises(LeaseLost):
+        store.update(mine, "slow", state="staging")
+    store.update(theirs, "fast", state="staging")
+    assert store.get("s").state == "staging"  # type: ignore[union-attr]
+
+
+def test_restart_takes_back_own_leases(store: Store, db_url: str) -> None:
+    store.enqueue([image_spec("r", in_s=0)], settings_for(db_url).staging.lead_s, "t")
+    assert store.claim_due("host-a", 300, 1)
+    assert store.claim_due("host-a", 300, 1) == []
+    assert store.release_own_leases("host-a") == 1
+    assert [p.key for p in store.claim_due("host-a", 300, 1)] == ["r"]
+
+
+def test_quota_gate_counts_published_and_in_flight(store: Store, db_url: str) -> None:
+    lead = settings_for(db_url).staging.lead_s
+    store.enqueue([image_spec(f"q{i}", in_s=0) for i in range(3)], lead, "t")
+    store.update_quota("shop", 0, 2, 86400)
+    posts = store.claim_due("d", 60, 3)
+    for p in posts:
+        store.update(p, "d", release=False, container_id=f"c-{p.key}")
+    first = store.begin_publish(posts[0], "d", 25)
+    second = store.begin_publish(posts[1], "d", 25)
+    third = store.begin_publish(posts[2], "d", 25)
+    assert (first.ok, second.ok, third.ok) == (True, True, False)
+    assert third.used == 2 and third.total == 2 and third.free_at is not None
