@@ -47,7 +47,7 @@ class Store:
         """Naive UTC. PostgreSQL: the database's clock, so skewed hosts cannot publish early."""
         if self.dialect == "postgresql":
             with self.engine.connect() as conn:
-                return conn.execute(sa.text("SELECT timezone('UTC', clock_timestamp())")).scalar_one()  # type: ignore[no-any-return]
+                return conn.execute(sa.text("SELECT timezone('UTC', clock_timestamp())")).scalar_one()
         return utcnow()
 
     # --- queue side -------------------------------------------------------------
@@ -68,7 +68,7 @@ class Store:
         with self.engine.connect() as conn:
             return qp.get_post_by_id(conn, post_id)
 
-    def list(self, states: Sequence[str], account: str | None = None, since: datetime | None = None,
+    def list_posts(self, states: Sequence[str], account: str | None = None, since: datetime | None = None,
              newest_first: bool = False, limit: int | None = None) -> list[PostRecord]:
         with self.engine.connect() as conn:
             return qp.list_posts(conn, states, account, since, newest_first, limit)

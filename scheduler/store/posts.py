@@ -16,7 +16,7 @@ from scheduler.store.records import EnqueueReport, MediaRecord, PostRecord
 from scheduler.store.schema import post_events, post_media, posts
 
 
-def _lock(conn: Connection, stmt: sa.Select) -> sa.Select:  # type: ignore[type-arg]
+def _lock(conn: Connection, stmt: sa.Select) -> sa.Select:
     return stmt.with_for_update() if conn.dialect.name == "postgresql" else stmt
 
 

@@ -1,0 +1,360 @@
+"""Command line (design §7.1). Commands only: parse, call, print. Exit 0 / 1 / 2."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from scheduler import __version__
+from scheduler.config import Settings, find_config_path, load_settings
+from scheduler.lifecycle import ACTIVE, FINISHED
+from scheduler.problems import InvalidInput, Problem
+from scheduler.store import Store
+from scheduler.store.engine import (
+    DatabaseUnreachable,
+    SchemaBehind,
+    ensure_current,
+    make_engine,
+    safe_url,
+)
+from scheduler.store.posts import NotAllowed, PostNotFound
+from scheduler.views import detail_view, post_view, short_time
+
+F = TypeVar("F", bound=Callable[..., Any])
+ACTOR = "cli"
+
+
+def _die(message: str, code: int) -> NoReturn:
+    click.echo(f"igsched: {message}", err=True)
+    sys.exit(code)
+
+
+def _problems(problems: list[Problem]) -> NoReturn:
+    for p in problems:
+        click.echo(str(p), err=True)
+    n = len(problems)
+    _die(f"{n} problem{'s' if n != 1 else ''} found; nothing was changed", 2)
+
+
+def handled(fn: F) -> F:
+    """Map our exceptions to exit codes with a clear message, never a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except InvalidInput as e:
+            _problems(e.problems)
+        except PostNotFound as e:
+            _die(f"no post with key {e}", 2)
+        except NotAllowed as e:
+            _die(str(e), 2)
+        except (SchemaBehind, DatabaseUnreachable) as e:
+            _die(str(e), 1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class Ctx:
+    def __init__(self, config: str | None) -> None:
+        self.config_arg = config
+        self._settings: Settings | None = None
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            path = find_config_path(self.config_arg)
+            if path is None:
+                raise InvalidInput([Problem(
+                    "configuration", "no configuration file found (tried --config, $IGSCHED_CONFIG, "
+                    "./config.yaml, /etc/igsched/config.yaml); start from config.example.yaml")])
+            if not path.is_file():
+                raise InvalidInput([Problem(str(path), "configuration file not found")])
+            self._settings = load_settings(path)
+        return self._settings
+
+    def store(self, upgrade: bool) -> Store:
+        s = self.settings()
+        try:
+            return Store(s.database.url, upgrade=upgrade)
+        except Exception as e:  # bad URL, driver missing, server down
+            if isinstance(e, SchemaBehind | DatabaseUnreachable):
+                raise
+            raise DatabaseUnreachable(f"cannot use database {safe_url(s.database.url)}: {e}") from None
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config", metavar="PATH", help="config.yaml (default: $IGSCHED_CONFIG, "
+              "./config.yaml, /etc/igsched/config.yaml)")
+@click.version_option(__version__, prog_name="igsched")
+@click.pass_context
+def main(ctx: click.Context, config: str | None) -> None:
+    """igsched: publish planned Instagram posts on the second, never twice."""
+    ctx.obj = Ctx(config)
+
+
+@main.command()
+@click.pass_obj
+@handled
+def run(obj: Ctx) -> None:
+    """Run the daemon in the foreground (what systemd starts)."""
+    from scheduler.daemon import Daemon
+
+    settings = obj.settings()
+    _setup_logging(settings.log_level)
+    store = obj.store(upgrade=True)
+    sys.exit(asyncio.run(Daemon(settings, store).run()))
+
+
+@main.command()
+@click.option("--timeout", default=120.0, show_default=True, help="give up after this many seconds")
+@handled
+def demo(timeout: float) -> None:
+    """A self-contained run: fake Graph API, temporary SQLite, the example queue."""
+    from scheduler.demo import run_demo
+
+    sys.exit(run_demo(timeout_s=timeout, out=click.echo))
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--fetch", is_flag=True, help="also fetch the media and check type, size, dimensions, duration")
+@click.pass_obj
+@handled
+def validate(obj: Ctx, files: tuple[Path, ...], fetch: bool) -> None:
+    """Check queue files; print every problem; exit 2 if any."""
+    from scheduler.queuefile import load_queue_file
+
+    settings = obj.settings()
+    now = datetime.now(UTC)
+    problems: list[Problem] = []
+    specs = []
+    for f in files:
+        try:
+            found = load_queue_file(f, settings, now)
+            specs.extend(found)
+            click.echo(f"{f}: {len(found)} post{'s' if len(found) != 1 else ''} ok")
+        except InvalidInput as e:
+            problems.extend(e.problems)
+    if fetch and not problems:
+        problems.extend(_fetch_checks(specs))
+    if problems:
+        _problems(problems)
+
+
+def _fetch_checks(specs: list[Any]) -> list[Problem]:
+    from scheduler.preflight import check_all
+
+    out: list[Problem] = []
+    for spec, result in check_all(specs):
+        label = f"post {spec.key}"
+        for w in result.warnings:
+            click.echo(f"{spec.source_file}: {label}: warning: {w}", err=True)
+        out.extend(Problem(spec.source_file or "-", e, post=label) for e in result.errors)
+    return out
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.pass_obj
+@handled
+def enqueue(obj: Ctx, files: tuple[Path, ...]) -> None:
+    """Validate, then import atomically; print new / updated / unchanged."""
+    from scheduler.queuefile import load_queue_file
+
+    settings = obj.settings()
+    now = datetime.now(UTC)
+    problems: list[Problem] = []
+    specs = []
+    for f in files:
+        try:
+            specs.extend(load_queue_file(f, settings, now))
+        except InvalidInput as e:
+            problems.extend(e.problems)
+    if problems:
+        _problems(problems)
+    seen: dict[str, str] = {}
+    for s in specs:
+        if s.key in seen and seen[s.key] != s.source_file:
+            problems.append(Problem(s.source_file or "-", f"key {s.key} is also used in {seen[s.key]}", field="key"))
+        seen[s.key] = s.source_file or "-"
+    if problems:
+        _problems(problems)
+    store = obj.store(upgrade=True)
+    store.sync_accounts(settings.accounts)
+    report = store.enqueue(specs, settings.staging.lead_s, ACTOR)
+    for key in report.new:
+        click.echo(f"new        {key}")
+    for key in report.updated:
+        click.echo(f"updated    {key}")
+    for key in report.unchanged:
+        click.echo(f"unchanged  {key}")
+    for key, why in report.kept:
+        click.echo(f"kept       {key}: {why}")
+    click.echo(f"{len(report.new)} new, {len(report.updated)} updated, {len(report.unchanged)} unchanged"
+               + (f", {len(report.kept)} kept" if report.kept else ""))
+
+
+def _print_posts(posts: list[dict[str, Any]], as_json: bool, finished: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(posts, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    cols = ["key", "account", "kind", "scheduled (UTC)", "state"]
+    cols += ["published (UTC)", "late s", "media id"] if finished else ["next action (UTC)"]
+    cols.append("reason")
+    for c in cols:
+        table.add_column(c, overflow="fold")
+    for p in posts:
+        row = [p["key"], p["account"], p["kind"], short_time(p["at"]), p["state"]]
+        if finished:
+            late = p.get("lateness_s")
+            row += [short_time(p.get("published_at")), f"{late:.3f}" if late is not None else "-", p.get("media_id") or "-"]
+        else:
+            row.append(short_time(p.get("next_action_at")))
+        row.append(p.get("reason") or "")
+        table.add_row(*row)
+    Console(width=200).print(table)
+
+
+@main.command(name="list")
+@click.option("--state", "states", multiple=True, type=click.Choice(sorted(s.value for s in ACTIVE)),
+              help="only posts in this state (repeatable)")
+@click.option("--account", help="only this account")
+@click.option("--json", "as_json", is_flag=True, help="one JSON document (a list of objects)")
+@click.pass_obj
+@handled
+def list_(obj: Ctx, states: tuple[str, ...], account: str | None, as_json: bool) -> None:
+    """Planned and in-flight posts."""
+    store = obj.store(upgrade=False)
+    posts = store.list_posts(list(states) or [s.value for s in ACTIVE], account)
+    _print_posts([post_view(p) for p in posts], as_json, finished=False)
+
+
+@main.command()
+@click.option("--since", metavar="TIME", help="ISO 8601 time or date (UTC unless it has an offset)")
+@click.option("--json", "as_json", is_flag=True, help="one JSON document (a list of objects)")
+@click.pass_obj
+@handled
+def history(obj: Ctx, since: str | None, as_json: bool) -> None:
+    """Finished posts (published, failed, cancelled), newest first."""
+    since_dt = None
+    if since:
+        try:
+            since_dt = datetime.fromisoformat(since)
+        except ValueError:
+            raise InvalidInput([Problem("--since", f"not an ISO 8601 time: {since!r}")]) from None
+        if since_dt.tzinfo is not None:
+            since_dt = since_dt.astimezone(UTC).replace(tzinfo=None)
+    store = obj.store(upgrade=False)
+    posts = store.list_posts([s.value for s in FINISHED], since=since_dt, newest_first=True)
+    _print_posts([post_view(p) for p in posts], as_json, finished=True)
+
+
+@main.command()
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.pass_obj
+@handled
+def show(obj: Ctx, key: str, as_json: bool) -> None:
+    """One post: its state, containers, every state change and API call."""
+    store = obj.store(upgrade=False)
+    p = store.get(key)
+    if p is None:
+        raise PostNotFound(key)
+    d = detail_view(p, store.media(p.id), store.events(p.id), store.calls(p.id))
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+        return
+    for k in ("key", "account", "kind", "at", "state", "reason", "media_id", "permalink", "published_at",
+              "lateness_s", "container_id", "source_file"):
+        if d.get(k) is not None:
+            click.echo(f"{k:14} {d[k]}")
+    if "first_comment" in d:
+        click.echo(f"{'first_comment':14} {d['first_comment']['state']}"
+                   + (f" ({d['first_comment']['error']})" if d["first_comment"]["error"] else ""))
+    click.echo("media:")
+    for m in d["media"]:
+        click.echo(f"  [{m['position']}] {m['kind']:5} {m['source']}  container={m['container_id'] or '-'} "
+                   f"status={m['status'] or '-'}" + (f" error={m['error']}" if m["error"] else ""))
+    click.echo("events:")
+    for e in d["events"]:
+        click.echo(f"  {short_time(e['at'])}  {e['from'] or '-':>10} → {e['to']:<10} {e['reason'] or ''}")
+    click.echo("api calls:")
+    for c in d["api_calls"]:
+        click.echo(f"  {short_time(c['at'])}  {c['endpoint']:<40} {c['http_status'] or '-'} {c['outcome']}"
+                   + (f" error {c['error']}" if c["error"] else "") + (f" fbtrace {c['fbtrace_id']}" if c["fbtrace_id"] else ""))
+
+
+@main.command()
+@click.argument("key")
+@click.pass_obj
+@handled
+def cancel(obj: Ctx, key: str) -> None:
+    """Cancel a post that has not started publishing."""
+    store = obj.store(upgrade=True)
+    before = store.cancel(key, ACTOR)
+    click.echo(f"cancelled {key} (was {before.state})")
+
+
+@main.command()
+@click.argument("key")
+@click.pass_obj
+@handled
+def retry(obj: Ctx, key: str) -> None:
+    """Plan a failed or cancelled post again; or try a waiting one now."""
+    settings = obj.settings()
+    store = obj.store(upgrade=True)
+    before = store.retry(key, settings.staging.lead_s, ACTOR)
+    click.echo(f"retrying {key} (was {before.state})")
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command()
+@click.pass_obj
+@handled
+def upgrade(obj: Ctx) -> None:
+    """Apply pending migrations (run also does this at start)."""
+    settings = obj.settings()
+    engine = make_engine(settings.database.url)
+    try:
+        ensure_current(engine, upgrade_if_behind=True)
+    except Exception as e:
+        if isinstance(e, SchemaBehind | DatabaseUnreachable):
+            raise
+        raise DatabaseUnreachable(f"cannot upgrade {safe_url(settings.database.url)}: {e}") from None
+    click.echo(f"database {safe_url(settings.database.url)} is up to date")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8790, show_default=True, type=int)
+def emulator(host: str, port: int) -> None:
+    """Serve the fake Graph API for trying things out."""
+    from scheduler.emulator import serve
+
+    _setup_logging("INFO")
+    click.echo(f"fake Graph API on http://{host}:{port} (set graph.base_url to this)", err=True)
+    serve(host, port)

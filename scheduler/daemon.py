@@ -1,0 +1,156 @@
+"""The daemon: APScheduler as the timer, the database as the truth.
+
+A periodic safety tick plus a one-shot wake-up at the earliest `next_action_at`; each wake
+claims due posts (up to `daemon.workers` at a time) and works each in its own task. SIGTERM
+stops claiming, lets running steps finish (bounded), and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from datetime import datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from scheduler.clock import utcnow
+from scheduler.config import Settings
+from scheduler.inbox import scan_inbox
+from scheduler.lifecycle import ACTIVE
+from scheduler.pipeline.runtime import Runtime
+from scheduler.pipeline.worker import work
+from scheduler.sdnotify import notify, watchdog_interval_s
+from scheduler.store import Store
+
+log = logging.getLogger(__name__)
+DRAIN_S = 20.0
+
+
+class Daemon:
+    def __init__(self, settings: Settings, store: Store, stop_when_idle: bool = False) -> None:
+        self.settings = settings
+        self.store = store
+        self.identity = settings.daemon.resolved_identity()
+        self.stop_when_idle = stop_when_idle
+        self.rt = Runtime(settings, store, self.identity)
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+        self._timer = AsyncIOScheduler(timezone="UTC")
+        self.steps_done = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        await asyncio.to_thread(self.store.sync_accounts, self.settings.accounts)
+        taken = await asyncio.to_thread(self.store.release_own_leases, self.identity)
+        if taken:
+            log.info("took back %d post(s) leased by an earlier run of %s", taken, self.identity)
+        self._timer.start()
+        self._timer.add_job(self._tick, "interval", seconds=self.settings.daemon.tick_s,
+                            id="tick", coalesce=True, max_instances=1, misfire_grace_time=None)
+        self._timer.add_job(self.rt.flush, "interval", seconds=0.5, id="flush",
+                            coalesce=True, max_instances=1, misfire_grace_time=None)
+        wd = watchdog_interval_s()
+        if wd:
+            self._timer.add_job(notify, "interval", args=["WATCHDOG=1"], seconds=wd, id="watchdog")
+        notify("READY=1")
+        log.info("igsched daemon %s started (%s, %d workers)", self.identity, self.store.dialect,
+                 self.settings.daemon.workers)
+        await self._tick()
+        try:
+            while not self._stop.is_set():
+                await self._wake.wait()
+                self._wake.clear()
+                if self._stop.is_set():
+                    break
+                await self._dispatch()
+                if self.stop_when_idle and not self._running and await self._idle():
+                    break
+        finally:
+            notify("STOPPING=1")
+            await self._drain()
+            self._timer.shutdown(wait=False)
+            await self.rt.aclose()
+        log.info("igsched daemon %s stopped", self.identity)
+        return 0
+
+    async def _tick(self) -> None:
+        if self.settings.queue.inbox_dir is not None:
+            try:
+                await asyncio.to_thread(scan_inbox, self.settings, self.store, self.identity)
+            except Exception:
+                log.exception("inbox scan failed")
+        self._wake.set()
+
+    async def _dispatch(self) -> None:
+        free = self.settings.daemon.workers - len(self._running)
+        claimed = []
+        if free > 0:
+            try:
+                claimed = await asyncio.to_thread(
+                    self.store.claim_due, self.identity, self.settings.daemon.lease_s, free
+                )
+            except Exception:
+                log.exception("claiming due posts failed; trying again at the next tick")
+                return
+        for post in claimed:
+            task = asyncio.create_task(work(self.rt, post), name=f"post-{post.key}")
+            self._running.add(task)
+            task.add_done_callback(self._done)
+        await self._schedule_wakeup(nothing_claimed=not claimed and free > 0)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self.steps_done += 1
+        self._wake.set()
+
+    async def _schedule_wakeup(self, nothing_claimed: bool) -> None:
+        try:
+            nxt, db_now = await asyncio.to_thread(self._next)
+        except Exception:
+            log.exception("could not read the next due time")
+            return
+        if nxt is None:
+            return
+        delay = (nxt - db_now).total_seconds()
+        if delay <= 0:
+            if nothing_claimed:
+                delay = 0.05  # due but not claimable yet (leased elsewhere): look again soon
+            else:
+                self._wake.set()
+                return
+        # the database's clock decides due-ness; translate its time into ours for the timer
+        run_at = utcnow() + timedelta(seconds=delay)
+        self._timer.add_job(self._wake.set, "date", run_date=run_at.replace(tzinfo=None),
+                            id="wake", replace_existing=True, misfire_grace_time=None)
+
+    def _next(self) -> tuple[datetime | None, datetime]:
+        return self.store.next_action_at(), self.store.now()
+
+    async def _idle(self) -> bool:
+        def active_left() -> int:
+            states = [s.value for s in ACTIVE]
+            left = self.store.list_posts(states)
+            pending = [p for p in self.store.list_posts(["published"]) if p.followup_pending]
+            return len(left) + len(pending)
+
+        return await asyncio.to_thread(active_left) == 0
+
+    async def _drain(self) -> None:
+        if not self._running:
+            return
+        log.info("waiting for %d running step(s) to finish", len(self._running))
+        _, pending = await asyncio.wait(self._running, timeout=DRAIN_S)
+        for task in pending:
+            task.cancel()  # their leases run out; another run verifies before acting
+        if pending:
+            await asyncio.wait(pending, timeout=5)

@@ -1,0 +1,113 @@
+"""One claimed post, one step: dispatch on its state, keep the lease alive meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from scheduler.clock import utcnow
+from scheduler.config import TokenMissing
+from scheduler.graph.client import call_context
+from scheduler.graph.errors import ErrorClass, GraphError
+from scheduler.lifecycle import State
+from scheduler.pipeline.followup import followup
+from scheduler.pipeline.outcomes import handle_error, move, reschedule_paused
+from scheduler.pipeline.publishing import publish, verify
+from scheduler.pipeline.runtime import Paused, Runtime
+from scheduler.pipeline.staging import stage
+from scheduler.store import PostRecord
+from scheduler.store.claims import LeaseLost
+
+log = logging.getLogger(__name__)
+
+
+async def work(rt: Runtime, post: PostRecord) -> None:
+    renewer = asyncio.create_task(_keep_lease(rt, post))
+    try:
+        with call_context(account=post.account, post_id=post.id):
+            await _step(rt, post)
+    except LeaseLost:
+        log.info("post %s: lease lost (taken over, cancelled or edited); nothing changed", post.key)
+    except Exception:
+        log.exception("post %s: unexpected error; retrying later", post.key)
+        with contextlib.suppress(Exception):
+            await move(rt, post, "internal error; see the daemon log",
+                       next_action_at=utcnow() + timedelta(seconds=rt.settings.retries.cap_s))
+    finally:
+        renewer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewer
+
+
+async def _keep_lease(rt: Runtime, post: PostRecord) -> None:
+    lease = rt.settings.daemon.lease_s
+    while True:
+        await asyncio.sleep(lease / 3)
+        try:
+            if not await rt.db(rt.store.renew, post, lease):
+                return
+        except Exception:
+            log.warning("post %s: could not renew its lease", post.key, exc_info=True)
+
+
+async def _step(rt: Runtime, post: PostRecord) -> None:
+    acct = rt.account_settings(post.account)
+    now = utcnow()
+    if acct is None:
+        await move(rt, post, None, state=State.WAITING if post.state != State.PUBLISHED else post.state,
+                   reason=f"account {post.account} is not in the configuration",
+                   next_action_at=now + timedelta(seconds=rt.settings.limits.reauth_check_s))
+        return
+    try:
+        token = acct.token()
+    except TokenMissing as e:
+        await move(rt, post, None, state=State.WAITING if post.state != State.PUBLISHED else post.state,
+                   reason=str(e), next_action_at=now + timedelta(seconds=rt.settings.limits.reauth_check_s))
+        return
+    await rt.load_pauses(post.account)
+    try:
+        rt.check_pause(post.account)
+    except Paused as p:
+        if post.state not in (State.PUBLISHING, State.VERIFYING):
+            await reschedule_paused(rt, post, p)
+            return
+    account = await rt.db(rt.store.account, post.account)
+    reauth = post.state == State.WAITING or (account is not None and account.needs_reauth)
+    if reauth and not await _token_works(rt, post, token):
+        return
+    state = post.state
+    if state == State.PUBLISHED:
+        await followup(rt, post, token)
+    elif state in (State.PLANNED, State.STAGING):
+        await stage(rt, post, token)
+    elif state in (State.READY, State.DEFERRED):
+        await publish(rt, post, token)
+    elif state in (State.PUBLISHING, State.VERIFYING):
+        # a lease that ran out mid-publish, or an unknown answer: never a blind retry
+        await verify(rt, post, token)
+    elif state == State.WAITING:
+        # the token works again: resume where the containers are
+        await move(rt, post, "account authorised again; resuming",
+                   state=State.STAGING if post.container_id else State.PLANNED, reason=None, next_action_at=now)
+
+
+async def _token_works(rt: Runtime, post: PostRecord, token: str) -> bool:
+    """For an account marked as needing re-authorisation: one cheap call tells."""
+    try:
+        rt.check_pause(post.account)
+        await rt.graph.me(token)
+    except Paused as p:
+        await reschedule_paused(rt, post, p)
+        return False
+    except GraphError as e:
+        if e.error_class is ErrorClass.AUTH:
+            await move(rt, post, None, state=State.WAITING if post.state not in (State.PUBLISHING, State.VERIFYING, State.PUBLISHED) else post.state,
+                       reason=f"account {post.account} needs re-authorisation: {e}",
+                       next_action_at=utcnow() + timedelta(seconds=rt.settings.limits.reauth_check_s))
+        else:
+            await handle_error(rt, post, e, post.state)
+        return False
+    await rt.db(rt.store.set_reauth, post.account, False, None)
+    return True
