@@ -44,7 +44,7 @@ def test_enqueue_is_idempotent_and_edits_by_key(store: Store, db_url: str) -> No
     rec = store.get("a")
     assert rec is not None and rec.spec["caption"] == "changed" and rec.state == State.PLANNED
     assert [e["to_state"] for e in store.events(rec.id)] == ["planned", "planned"]
-    assert len(store.list(["planned"])) == 2
+    assert len(store.list_posts(["planned"])) == 2
 
 
 def test_published_post_is_never_changed_by_reimport(store: Store, db_url: str) -> None:
