@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from scheduler.clock import to_naive_utc, utcnow
 from scheduler.config import AccountSettings, Settings
 from scheduler.graph.client import CallRecord, GraphClient
-from scheduler.graph.errors import ErrorClass, classify
+from scheduler.graph.errors import ErrorClass
 from scheduler.headroom import pause_until_from_error, pause_until_from_usage, spacing_factor
 from scheduler.store import Store
 from scheduler.store import accounts as acc
@@ -105,8 +105,8 @@ class Runtime:
                     until = pause_until_from_usage(buc.max_pct, buc.regain_seconds, now, fallback)
                     if until:
                         self._pause(account, until, f"usage at {buc.max_pct} % (X-Business-Use-Case-Usage)")
-        if rec.error_code is not None:
-            cls = classify(rec.error_code, rec.error_subcode, None, rec.http_status)
+        cls = rec.error_class
+        if cls is not None:
             regain = usage.regain_seconds(ig_id) if usage is not None else 0.0
             what = f"Graph error {rec.error_code}" + (f"/{rec.error_subcode}" if rec.error_subcode else "")
             if cls is ErrorClass.APP_THROTTLED:
