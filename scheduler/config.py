@@ -94,6 +94,13 @@ class StagingSettings(_Strict):
     container_max_age_s: Annotated[float, Field(gt=0)] = 23 * 3600.0
 
 
+class PreflightSettings(_Strict):
+    """Fetching the media before staging, so a post that cannot succeed fails early."""
+
+    enabled: bool = True
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+
+
 class RetrySettings(_Strict):
     max_tries: Annotated[int, Field(ge=1)] = 5
     base_s: Annotated[float, Field(gt=0)] = 1.0
@@ -116,6 +123,7 @@ class Settings(_Strict):
     queue: QueueSettings = QueueSettings()
     daemon: DaemonSettings = DaemonSettings()
     staging: StagingSettings = StagingSettings()
+    preflight: PreflightSettings = PreflightSettings()
     retries: RetrySettings = RetrySettings()
     limits: LimitSettings = LimitSettings()
     log_level: str = "INFO"

@@ -52,6 +52,7 @@ def upgrade() -> None:
         sa.Column("asap", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("reason", sa.Text()),
+        sa.Column("preflight", sa.String(16)),
         sa.Column("next_action_at", sa.DateTime(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("lease_owner", sa.String(200)),

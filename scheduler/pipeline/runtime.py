@@ -13,6 +13,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import httpx
+
 from scheduler.clock import to_naive_utc, utcnow
 from scheduler.config import AccountSettings, Settings
 from scheduler.graph.client import CallRecord, GraphClient
@@ -46,6 +48,8 @@ class Runtime:
             settings.graph.base_url, settings.graph.api_version, settings.graph.timeout_s,
             on_call=self.on_call,
         )
+        # for the media check (not the Graph API: no token, redirects followed like Meta does)
+        self.http = httpx.AsyncClient(timeout=settings.preflight.timeout_s, follow_redirects=True)
         self.pauses: dict[str, tuple[datetime, str]] = {}
         self.usage_pct: dict[str, float] = {}
         self.processing_s: dict[tuple[str, str], float] = {}
@@ -58,6 +62,7 @@ class Runtime:
     async def aclose(self) -> None:
         await self.flush()
         await self.graph.aclose()
+        await self.http.aclose()
 
     # --- plumbing -------------------------------------------------------------
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

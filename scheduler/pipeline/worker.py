@@ -12,6 +12,7 @@ from scheduler.config import TokenMissing
 from scheduler.graph.client import call_context
 from scheduler.graph.errors import ErrorClass, GraphError
 from scheduler.lifecycle import State
+from scheduler.pipeline.checking import check
 from scheduler.pipeline.followup import followup
 from scheduler.pipeline.outcomes import handle_error, move, reschedule_paused
 from scheduler.pipeline.publishing import publish, verify
@@ -78,7 +79,9 @@ async def _step(rt: Runtime, post: PostRecord) -> None:
     if reauth and not await _token_works(rt, post, token):
         return
     state = post.state
-    if state == State.PUBLISHED:
+    if state == State.PLANNED and post.preflight is None:
+        await check(rt, post)
+    elif state == State.PUBLISHED:
         await followup(rt, post, token)
     elif state in (State.PLANNED, State.STAGING):
         await stage(rt, post, token)

@@ -21,6 +21,7 @@ class PostRecord:
     asap: bool
     state: str
     reason: str | None
+    preflight: str | None
     next_action_at: datetime
     attempts: int
     lease_owner: str | None

@@ -77,6 +77,8 @@ posts = Table(
     Column("asap", Boolean, nullable=False, default=False),
     Column("state", String(16), nullable=False),
     Column("reason", Text),
+    # media preflight before staging: null = not yet, "ok", "warnings", "skipped"
+    Column("preflight", String(16)),
     Column("next_action_at", DateTime, nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("lease_owner", String(200)),
