@@ -327,6 +327,42 @@ def retry(obj: Ctx, key: str) -> None:
     click.echo(f"retrying {key} (was {before.state})")
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="one JSON document (a list of objects)")
+@click.pass_obj
+@handled
+def quota(obj: Ctx, as_json: bool) -> None:
+    """Per account: publishing quota used/total, usage-header figures, pause state."""
+    from scheduler.store import quota_report
+
+    store = obj.store(upgrade=False)
+    store.sync_accounts(obj.settings().accounts)
+    rows = quota_report(store)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for c in ("account", "quota", "app usage", "account usage", "state"):
+        table.add_column(c, overflow="fold")
+    for r in rows:
+        total = r["quota_total"] if r["quota_total"] is not None else "?"
+        state = "ok"
+        if r["needs_reauth"]:
+            state = f"needs re-authorisation: {r['reauth_reason']}"
+        elif r["paused"]:
+            state = f"paused until {short_time(r['paused_until'])} UTC: {r['pause_reason']}"
+        table.add_row(r["account"], f"{r['quota_used']}/{total} in {r['quota_window_s'] // 3600} h",
+                      _pct(r["usage_app_pct"]), _pct(r["usage_buc_pct"]), state)
+    Console(width=200).print(table)
+
+
+def _pct(value: int | None) -> str:
+    return f"{value} %" if value is not None else "-"
+
+
 @main.group()
 def db() -> None:
     """Database schema."""

@@ -209,3 +209,40 @@ class QuotaCheck:
     used: int
     total: int
     free_at: datetime | None
+
+
+def quota_report(store: Store) -> list[dict[str, Any]]:
+    """Per account: quota used/total, latest usage figures, pause and re-authorisation state."""
+    from scheduler.clock import iso
+
+    now = store.now()
+    out = []
+    with store.engine.connect() as conn:
+        app = acc.app_paused_until(conn, now)
+        for a in acc.all_accounts(conn):
+            window = a.quota_duration_s or 86400
+            times = acc.published_in_window(conn, a.name, now, window)
+            mine = used = len(times)
+            if a.quota_usage is not None and a.quota_checked_at is not None:
+                since_check = sum(1 for t in times if t > a.quota_checked_at)
+                used = max(mine, a.quota_usage + since_check)
+            paused = a.paused_until is not None and a.paused_until > now
+            out.append({
+                "account": a.name,
+                "ig_user_id": a.ig_user_id,
+                "quota_used": used,
+                "quota_total": a.quota_total,
+                "quota_window_s": window,
+                "published_by_igsched": mine,
+                "quota_checked_at": iso(a.quota_checked_at),
+                "usage_app_pct": a.usage_app_pct,
+                "usage_buc_pct": a.usage_buc_pct,
+                "usage_regain_s": a.usage_regain_s,
+                "usage_at": iso(a.usage_at),
+                "paused": paused or app is not None,
+                "paused_until": iso(a.paused_until) if paused else (iso(app[0]) if app else None),
+                "pause_reason": a.pause_reason if paused else (app[1] if app else None),
+                "needs_reauth": a.needs_reauth,
+                "reauth_reason": a.reauth_reason,
+            })
+    return out

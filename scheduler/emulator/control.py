@@ -1,0 +1,132 @@
+"""The control API under /_emulator/: lets a test in another process drive and inspect the
+emulator. Not part of Graph: no usage headers, no faults, not in the request log.
+
+GET  /_emulator/health                         {"ok": true, "now": t}
+GET  /_emulator/requests[?endpoint=&account=&outcome=&since=N]   request log (list)
+GET  /_emulator/media[?account=]               published media (list, publishing order)
+GET  /_emulator/containers                     containers by id (object)
+GET  /_emulator/comments[?media_id=]           comments and replies (list)
+POST /_emulator/comments                       {media_id, text, username?, parent_id?} → {id}
+GET  /_emulator/accounts                       accounts by id (object)
+POST /_emulator/accounts                       add_account kwargs (object or list)
+GET  /_emulator/config                         settings snapshot
+POST /_emulator/config                         EmulatorState.apply_config body → snapshot
+POST /_emulator/inject                         EmulatorState.inject kwargs (object or list)
+POST /_emulator/advance                        {"seconds": n} → {"now", "clock_offset_s"}
+POST /_emulator/reset                          forget everything → {"ok": true}
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from .state import EmulatorState
+
+ControlHandler = Callable[[web.Request], Awaitable[Any]]
+
+
+class _NotFound(Exception):
+    pass
+
+
+def add_control_routes(app: web.Application, state: EmulatorState) -> None:
+    def route(method: str, path: str, fn: ControlHandler) -> None:
+        async def handler(request: web.Request) -> web.Response:
+            try:
+                result = await fn(request)
+            except _NotFound as e:
+                return web.json_response({"error": str(e)}, status=404)
+            except (ValueError, TypeError, KeyError) as e:
+                return web.json_response({"error": f"{type(e).__name__}: {e}"}, status=400)
+            except Exception as e:  # GraphError from a lookup, e.g. unknown media id
+                return web.json_response({"error": str(e)}, status=400)
+            return web.json_response(result)
+
+        app.router.add_route(method, f"/_emulator/{path}", handler)
+
+    async def health(_: web.Request) -> Any:
+        return {"ok": True, "now": state.now()}
+
+    async def requests(request: web.Request) -> Any:
+        q = request.query
+        entries = state.requests[int(q.get("since", "0")) :]
+        for key in ("endpoint", "account", "outcome"):
+            if key in q:
+                entries = [e for e in entries if e.get(key) == q[key]]
+        return entries
+
+    async def media(request: web.Request) -> Any:
+        return state.published_media(request.query.get("account"))
+
+    async def containers(_: web.Request) -> Any:
+        return state.containers
+
+    async def comments(request: web.Request) -> Any:
+        if request.method == "POST":
+            body = await _body(request)
+            comment_id = state.add_comment(
+                str(body["media_id"]),
+                str(body["text"]),
+                str(body.get("username", "visitor")),
+                body.get("parent_id"),
+                like_count=int(body.get("like_count", 0)),
+            )
+            return {"id": comment_id}
+        return state.comments(request.query.get("media_id"))
+
+    async def accounts(request: web.Request) -> Any:
+        if request.method == "POST":
+            body = await _body(request)
+            items = body if isinstance(body, list) else [body]
+            added = [state.add_account(**item) for item in items]
+            return added if isinstance(body, list) else added[0]
+        return state.accounts
+
+    async def config(request: web.Request) -> Any:
+        if request.method == "POST":
+            return state.apply_config(await _body(request))
+        return state.config_snapshot()
+
+    async def inject(request: web.Request) -> Any:
+        body = await _body(request)
+        for item in body if isinstance(body, list) else [body]:
+            state.inject(**item)
+        return {"ok": True}
+
+    async def advance(request: web.Request) -> Any:
+        body = await _body(request)
+        now = state.advance(float(body["seconds"]))
+        return {"now": now, "clock_offset_s": state.clock_offset_s}
+
+    async def reset(_: web.Request) -> Any:
+        state.reset()
+        return {"ok": True}
+
+    async def not_found(request: web.Request) -> Any:
+        raise _NotFound(f"no control endpoint {request.method} {request.path}")
+
+    route("GET", "health", health)
+    route("GET", "requests", requests)
+    route("GET", "media", media)
+    route("GET", "containers", containers)
+    route("*", "comments", comments)
+    route("*", "accounts", accounts)
+    route("*", "config", config)
+    route("POST", "inject", inject)
+    route("POST", "advance", advance)
+    route("POST", "reset", reset)
+    route("*", "{tail:.*}", not_found)
+
+
+async def _body(request: web.Request) -> Any:
+    if not request.can_read_body:
+        return {}
+    try:
+        return await request.json()
+    except json.JSONDecodeError as e:
+        raise ValueError(f"the body is not JSON: {e}") from None
