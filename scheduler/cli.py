@@ -138,23 +138,31 @@ def demo(timeout: float) -> None:
 @handled
 def validate(obj: Ctx, files: tuple[Path, ...], fetch: bool) -> None:
     """Check queue files; print every problem; exit 2 if any."""
+    settings = obj.settings()
+    specs, problems = _load_files(files, settings, report=True)
+    if fetch and not problems:
+        problems.extend(_fetch_checks(specs))
+    if problems:
+        _problems(problems)
+
+
+def _load_files(files: tuple[Path, ...], settings: Settings, report: bool) -> tuple[list[Any], list[Problem]]:
+    """Every file parsed, every problem collected (a bad file does not hide the next one's)."""
     from scheduler.queuefile import load_queue_file
 
-    settings = obj.settings()
     now = datetime.now(UTC)
     problems: list[Problem] = []
     specs = []
     for f in files:
         try:
             found = load_queue_file(f, settings, now)
-            specs.extend(found)
-            click.echo(f"{f}: {len(found)} post{'s' if len(found) != 1 else ''} ok")
         except InvalidInput as e:
             problems.extend(e.problems)
-    if fetch and not problems:
-        problems.extend(_fetch_checks(specs))
-    if problems:
-        _problems(problems)
+            continue
+        specs.extend(found)
+        if report:
+            click.echo(f"{f}: {len(found)} post{'s' if len(found) != 1 else ''} ok")
+    return specs, problems
 
 
 def _fetch_checks(specs: list[Any]) -> list[Problem]:
@@ -175,17 +183,8 @@ def _fetch_checks(specs: list[Any]) -> list[Problem]:
 @handled
 def enqueue(obj: Ctx, files: tuple[Path, ...]) -> None:
     """Validate, then import atomically; print new / updated / unchanged."""
-    from scheduler.queuefile import load_queue_file
-
     settings = obj.settings()
-    now = datetime.now(UTC)
-    problems: list[Problem] = []
-    specs = []
-    for f in files:
-        try:
-            specs.extend(load_queue_file(f, settings, now))
-        except InvalidInput as e:
-            problems.extend(e.problems)
+    specs, problems = _load_files(files, settings, report=False)
     if problems:
         _problems(problems)
     seen: dict[str, str] = {}

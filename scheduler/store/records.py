@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 from scheduler.models import PostSpec
 
 
+class _FromRow:
+    @classmethod
+    def from_row(cls, row: Any) -> Self:
+        m = row._mapping
+        return cls(**{f.name: m[f.name] for f in fields(cls)})  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
-class PostRecord:
+class PostRecord(_FromRow):
     id: int
     key: str
     account: str
@@ -42,17 +49,12 @@ class PostRecord:
     created_at: datetime
     updated_at: datetime
 
-    @classmethod
-    def from_row(cls, row: Any) -> PostRecord:
-        m = row._mapping
-        return cls(**{f.name: m[f.name] for f in fields(cls)})
-
     def post_spec(self) -> PostSpec:
         return PostSpec.from_content(self.spec)
 
 
 @dataclass(frozen=True)
-class MediaRecord:
+class MediaRecord(_FromRow):
     id: int
     post_id: int
     position: int
@@ -64,14 +66,9 @@ class MediaRecord:
     status_checked_at: datetime | None
     error: str | None
 
-    @classmethod
-    def from_row(cls, row: Any) -> MediaRecord:
-        m = row._mapping
-        return cls(**{f.name: m[f.name] for f in fields(cls)})
-
 
 @dataclass(frozen=True)
-class AccountRecord:
+class AccountRecord(_FromRow):
     name: str
     ig_user_id: str
     paused_until: datetime | None
@@ -87,11 +84,6 @@ class AccountRecord:
     usage_regain_s: float | None
     usage_at: datetime | None
     updated_at: datetime | None
-
-    @classmethod
-    def from_row(cls, row: Any) -> AccountRecord:
-        m = row._mapping
-        return cls(**{f.name: m[f.name] for f in fields(cls)})
 
 
 @dataclass
