@@ -22,13 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import sqlalchemy as sa  # noqa: E402
+import sqlalchemy as sa
 
-from scheduler.config import settings_from_dict  # noqa: E402
-from scheduler.daemon import Daemon  # noqa: E402
-from scheduler.emulator import RunningEmulator  # noqa: E402
-from scheduler.store import Store  # noqa: E402
-from tests.helpers import image_spec  # noqa: E402
+from scheduler.config import settings_from_dict
+from scheduler.daemon import Daemon
+from scheduler.emulator import RunningEmulator
+from scheduler.store import Store
+from tests.helpers import image_spec
 
 
 def main() -> None:
