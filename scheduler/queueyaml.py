@@ -1,0 +1,145 @@
+"""Queue-file bytes → one YAML document, safely (design §7.3).
+
+Reading refuses folders, oversized and non-UTF-8 files; loading is yaml.safe_load's, plus a
+note of keys written twice, a size/depth guard against alias bombs, and YAML errors put in
+words with a hint at the usual fix. Every problem here concerns the whole file.
+"""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from scheduler.problems import InvalidInput, Problem
+
+# Aliases are shared objects after loading, so a billion-laughs file is small in memory but
+# huge to walk; counting every visit (not every object) bounds the work done on it.
+MAX_VALUES = 1_000_000
+MAX_DEPTH = 50
+_TOO_DEEP = f"the file is nested too deeply (more than {MAX_DEPTH} levels)"
+
+
+def _too_big(size: str, limit: int) -> str:
+    return f"the file is {size} bytes; the limit is {limit:,} bytes (queue.max_file_bytes)"
+
+
+def read_queue_text(path: Path, limit: int) -> str:
+    """The file's text; InvalidInput (one file-level problem) if it cannot be used."""
+
+    def fail(message: str) -> InvalidInput:
+        return InvalidInput([Problem(str(path), message)])
+
+    try:
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise fail("is a folder, not a queue file")
+        if not stat.S_ISREG(st.st_mode):
+            raise fail("is not a regular file")
+        if st.st_size > limit:
+            raise fail(_too_big(f"{st.st_size:,}", limit))
+        with path.open("rb") as f:
+            data = f.read(limit + 1)  # never more, even if the file grew since stat()
+    except OSError as e:
+        raise fail(f"cannot read the file: {e.strerror}") from None
+    if len(data) > limit:
+        raise fail(_too_big(f"more than {limit:,}", limit))
+    try:
+        return data.decode("utf-8-sig")  # a BOM from a Windows editor is harmless
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise fail(
+            f"the file is not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}); "
+            "save it with UTF-8 encoding"
+        ) from None
+
+
+class _Loader(yaml.SafeLoader):
+    """yaml.safe_load's loader, plus a note of keys written twice in one mapping
+    (YAML would silently keep only the last one, losing what the user wrote first)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[tuple[str, int, int]] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[tuple[str, str], int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            line, ident = key_node.start_mark.line + 1, (key_node.tag, key_node.value)
+            if ident in seen:
+                self.duplicates.append((key_node.value, seen[ident], line))
+            else:
+                seen[ident] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_error(e: yaml.YAMLError, text: str) -> str:
+    if isinstance(e, yaml.reader.ReaderError) and isinstance(e.character, int):
+        line = text.count("\n", 0, e.position) + 1
+        return (
+            f"the file contains a control character (#x{e.character:04x}) on line {line}, "
+            "which YAML does not allow; remove it"
+        )
+    if not isinstance(e, yaml.MarkedYAMLError):
+        return f"not valid YAML: {e}"
+    mark = e.problem_mark or e.context_mark
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = e.problem or "unreadable"
+    context = f" ({e.context})" if e.context else ""
+    hint = ""
+    if "mapping values are not allowed" in problem:
+        hint = "; text containing ': ' must be put in quotes"
+    elif "'\\t'" in problem:
+        hint = "; indent with spaces, not tabs"
+    return f"not valid YAML{where}: {problem}{context}{hint}"
+
+
+def load_queue_yaml(text: str, limit: int) -> tuple[bool, Any, list[str]]:
+    """(usable, document, file-level problems). Keys written twice are problems that still
+    leave the document usable; anything else found here makes it unusable."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        return False, None, [_too_big(f"{size:,}", limit)]
+    loader: _Loader | None = None
+    try:
+        loader = _Loader(text)  # the reader checks every character here already
+        doc = loader.get_single_data()
+    except yaml.YAMLError as e:
+        return False, None, [_yaml_error(e, text)]
+    except RecursionError:
+        return False, None, [_TOO_DEEP]
+    finally:
+        if loader is not None:
+            loader.dispose()
+    problems = [
+        f"'{key}' is written twice in the same place (lines {first} and {again}); keep only one"
+        for key, first, again in loader.duplicates
+    ]
+    size_problem = _size_problem(doc)
+    if size_problem:
+        return False, None, [*problems, size_problem]
+    return True, doc, problems
+
+
+def _size_problem(doc: Any) -> str | None:
+    visited = 0
+    stack: list[tuple[Any, int]] = [(doc, 0)]
+    while stack:
+        value, depth = stack.pop()
+        visited += 1
+        if visited > MAX_VALUES:
+            return (
+                f"the file expands to more than {MAX_VALUES:,} values "
+                "(YAML aliases repeated over and over?); it is refused"
+            )
+        if depth > MAX_DEPTH:
+            return _TOO_DEEP
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return None
