@@ -92,6 +92,9 @@ class StagingSettings(_Strict):
     poll_max_s: Annotated[float, Field(gt=0)] = 60.0
     # a staged container older than this is recreated rather than published (Meta: 24 h)
     container_max_age_s: Annotated[float, Field(gt=0)] = 23 * 3600.0
+    # Meta: at most 400 containers per account in a rolling 24 h (a carousel uses items + 1);
+    # staging waits for a free slot rather than run into the limit
+    containers_per_day: Annotated[int, Field(ge=1)] = 400
 
 
 class PreflightSettings(_Strict):

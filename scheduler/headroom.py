@@ -28,3 +28,13 @@ def pause_until_from_usage(
 def pause_until_from_error(regain_s: float, now: datetime, fallback_s: float) -> datetime:
     """After a throttling error: Meta's estimate when it gives one, else our backoff."""
     return now + timedelta(seconds=regain_s if regain_s > 0 else fallback_s)
+
+
+def spaced_stage_at(
+    due_at: datetime, lead_s: float, factor: float, processing_s: float, poll_min_s: float
+) -> datetime:
+    """When to create a post's containers while usage is above the soft threshold: the lead
+    divided by the spacing factor, but never less than twice the expected processing time
+    (plus one poll), so the post is still ready on time."""
+    floor = min(lead_s, 2.0 * processing_s + poll_min_s)
+    return due_at - timedelta(seconds=max(lead_s / max(factor, 1.0), floor))

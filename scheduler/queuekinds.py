@@ -13,6 +13,7 @@ from typing import Any
 
 from scheduler.models import POST_KINDS, MediaItem, PostKind, UserTag
 from scheduler.queuefields import (
+    CAPTION_MAX_CHARS,
     Ctx,
     boolean,
     caption,
@@ -101,7 +102,8 @@ def _feed_fields(ctx: Ctx, f: dict[str, Any]) -> dict[str, Any]:
         "caption": caption(ctx, f.get("caption")),
         "location_id": location_id(ctx, f.get("location_id")),
         "collaborators": collaborators(ctx, f.get("collaborators")),
-        "first_comment": optional_text(ctx, "first_comment", f.get("first_comment")),
+        # a comment has the caption's length limit (Meta refuses longer ones)
+        "first_comment": optional_text(ctx, "first_comment", f.get("first_comment"), limit=CAPTION_MAX_CHARS),
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from scheduler.config import Settings
 from scheduler.daemon import Daemon
@@ -14,6 +15,28 @@ def run_until_idle(settings: Settings, store: Store, timeout_s: float = 60.0) ->
 
     async def go() -> None:
         await asyncio.wait_for(daemon.run(), timeout_s)
+
+    asyncio.run(go())
+    return daemon
+
+
+def run_until(settings: Settings, store: Store, done: Callable[[], bool], timeout_s: float = 60.0,
+              check_every_s: float = 0.2) -> Daemon:
+    """Run the daemon until `done()` (called in a thread, between steps) says so; then stop it
+    as SIGTERM would. Raises TimeoutError if that takes longer than `timeout_s`."""
+    daemon = Daemon(settings, store)
+
+    async def watch() -> None:
+        while not await asyncio.to_thread(done):
+            await asyncio.sleep(check_every_s)
+        daemon.stop()
+
+    async def go() -> None:
+        watcher = asyncio.create_task(watch())
+        try:
+            await asyncio.wait_for(daemon.run(), timeout_s)
+        finally:
+            watcher.cancel()
 
     asyncio.run(go())
     return daemon

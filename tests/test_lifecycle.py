@@ -37,8 +37,24 @@ def test_polling_is_sparse_far_from_due_and_dense_close_to_it() -> None:
     assert far == 60  # about once a minute (Meta's guidance)
     near = poll_delay_s(T0 + timedelta(minutes=10), T0 + timedelta(minutes=10, seconds=8), created, 20, s)
     assert near == 4  # half the time left
-    overdue = poll_delay_s(T0 + timedelta(minutes=10), T0 + timedelta(minutes=9), created, 20, s)
+    overdue = poll_delay_s(T0 + timedelta(minutes=10), T0 + timedelta(minutes=10, seconds=-5), created, 20, s)
     assert overdue == 1
+
+
+def test_overdue_polling_backs_off_with_the_lateness() -> None:
+    """A container still processing at its time: every poll_min_s at first, then an eighth
+    of the lateness (so it is published within ~12 % of its lateness after it finished),
+    capped at poll_max_s (a stuck container is not asked every second for hours)."""
+    s = StagingSettings(poll_min_s=1, poll_max_s=60)
+    due = T0
+
+    def late_by(seconds: float, spacing: float = 1.0) -> float:
+        return poll_delay_s(due + timedelta(seconds=seconds), due, T0 - timedelta(minutes=30), 20, s, spacing)
+
+    assert late_by(0) == 1 and late_by(4) == 1
+    assert late_by(60) == 7.5
+    assert late_by(3600) == 60
+    assert late_by(60, spacing=4.0) == 7.5  # high usage never makes a late post later
 
 
 def test_high_usage_spaces_out_polls_but_never_past_the_due_time() -> None:

@@ -904,3 +904,20 @@ def test_several_problems_reported_together() -> None:
 def test_now_must_be_aware() -> None:
     with pytest.raises(ValueError):
         parse_queue_text(posts(f"at: now\nimage: {IMG}"), "q.yaml", SETTINGS, datetime(2026, 1, 1))
+
+
+def test_first_comment_has_the_caption_length_limit() -> None:
+    from scheduler.config import settings_from_dict
+    from scheduler.problems import InvalidInput
+    from scheduler.queuefile import parse_queue_text
+
+    settings = settings_from_dict(
+        {"accounts": [{"name": "shop", "ig_user_id": "1", "token_env": "X"}]}, "t")
+    text = (
+        "account: shop\nposts:\n  - at: now\n    image: https://cdn.example.com/a.jpg\n"
+        f"    first_comment: {'x' * 2201}\n"
+    )
+    with pytest.raises(InvalidInput) as e:
+        parse_queue_text(text, "q.yaml", settings, datetime.now(UTC))
+    [p] = e.value.problems
+    assert p.field == "first_comment" and "2,201 characters; the limit is 2,200" in p.message

@@ -31,6 +31,7 @@ from .errors import (
 )
 from .faults import FaultRoll
 from .fields import parse_fields, select
+from .mediafiles import add_media_routes
 from .render import (
     MAX_COMMENTS_PAGE,
     MAX_MEDIA_PAGE,
@@ -80,6 +81,7 @@ def build_app(state: EmulatorState) -> web.Application:
     app[STOPPING_KEY] = asyncio.Event()
     app.on_shutdown.append(_on_shutdown)
     add_control_routes(app, state)
+    add_media_routes(app)
     app.router.add_route("*", "/ig-api-upload/{version}/{container_id}", _handle_upload)
     app.router.add_route("*", "/{path:.*}", _handle_graph)
     return app
@@ -410,7 +412,7 @@ async def _pipeline(
     state = c.state
     started = time.monotonic()
     verdict = state.record_call(c.account)
-    dice: FaultRoll = state.roll_faults(c.endpoint, c.method)
+    dice: FaultRoll = state.roll_faults(c.endpoint, c.method, c.account)
     if dice.delay_s > 0:
         await _sleep(c.request.app, dice.delay_s)
     if dice.drop:

@@ -11,7 +11,8 @@ GET  /_emulator/accounts                       accounts by id (object)
 POST /_emulator/accounts                       add_account kwargs (object or list)
 GET  /_emulator/config                         settings snapshot
 POST /_emulator/config                         EmulatorState.apply_config body → snapshot
-POST /_emulator/inject                         EmulatorState.inject kwargs (object or list)
+POST /_emulator/inject                         EmulatorState.inject kwargs (object or list);
+                                               with "fault": inject_fault kwargs
 POST /_emulator/advance                        {"seconds": n} → {"now", "clock_offset_s"}
 POST /_emulator/reset                          forget everything → {"ok": true}
 """
@@ -95,7 +96,11 @@ def add_control_routes(app: web.Application, state: EmulatorState) -> None:
     async def inject(request: web.Request) -> Any:
         body = await _body(request)
         for item in body if isinstance(body, list) else [body]:
-            state.inject(**item)
+            if "fault" in item:  # a transport fault rather than a Graph error
+                item = dict(item)
+                state.inject_fault(kind=item.pop("fault"), **item)
+            else:
+                state.inject(**item)
         return {"ok": True}
 
     async def advance(request: web.Request) -> Any:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import GraphError, invalid_parameter, object_missing
-from .faults import FaultSettings, Injection
+from .faults import FaultInjection, FaultSettings, Injection
 from .models import (
     DEFAULT_ACCOUNT_ID,
     GENERATED_PREFIXES,
@@ -58,6 +58,7 @@ class StateCore:
         self._comments: dict[str, Comment] = {}
         self._media_rules: list[MediaRule] = []
         self._injections: list[Injection] = []
+        self._fault_injections: list[FaultInjection] = []
         self._log: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ clock

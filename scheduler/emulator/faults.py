@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from .errors import GraphError, generic
@@ -107,6 +107,41 @@ def roll(settings: FaultSettings, rng: random.Random, endpoint: str, method: str
         and rng.random() < settings.comment_error_after_create_rate
     )
     return FaultRoll(delay, drop, drop_after, error500, late, comment_error)
+
+
+FAULT_KINDS = ("drop", "drop_after", "late")
+
+
+@dataclass
+class FaultInjection:
+    """The next `count` matching requests get a transport fault instead of a dice roll:
+    "drop" (connection closed before any work), "drop_after" (work done, answer lost) or
+    "late" (media_publish only: done, answered after `late_publish_delay_s`)."""
+
+    endpoint: str
+    kind: str
+    count: int = 1
+    account: str | None = None
+    used: int = field(default=0)
+
+    def matches(self, endpoint: str, account: str | None) -> bool:
+        return (
+            self.used < self.count
+            and self.endpoint == endpoint
+            and (self.account is None or self.account == account)
+        )
+
+    def apply(self, dice: FaultRoll) -> FaultRoll:
+        return replace(
+            dice,
+            drop=self.kind == "drop",
+            drop_after=self.kind == "drop_after",
+            late_publish=self.kind == "late",
+            error500=None,
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass

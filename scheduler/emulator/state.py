@@ -17,7 +17,16 @@ from typing import Any
 
 from .comments import CommentOps
 from .errors import GraphError
-from .faults import ENDPOINTS, TRANSIENT_CODES, FaultRoll, FaultSettings, Injection, roll
+from .faults import (
+    ENDPOINTS,
+    FAULT_KINDS,
+    TRANSIENT_CODES,
+    FaultInjection,
+    FaultRoll,
+    FaultSettings,
+    Injection,
+    roll,
+)
 from .processing import MediaRule
 from .publishing import PublishingOps
 from .usage import Verdict
@@ -105,6 +114,24 @@ class EmulatorState(PublishingOps, CommentOps):
     def clear_injections(self) -> None:
         with self.lock:
             self._injections.clear()
+            self._fault_injections.clear()
+
+    def inject_fault(
+        self, endpoint: str, kind: str, count: int = 1, account: str | None = None
+    ) -> None:
+        """The next `count` requests to `endpoint` (for `account`, if given) get a transport
+        fault: "drop" (closed before any work), "drop_after" (done, answer lost) or "late"
+        (media_publish only: done, answered after `late_publish_delay_s`)."""
+        if endpoint not in ENDPOINTS:
+            raise ValueError(f"unknown endpoint {endpoint!r}; one of {', '.join(ENDPOINTS)}")
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; one of {', '.join(FAULT_KINDS)}")
+        if kind == "late" and endpoint != "media_publish":
+            raise ValueError("a late answer can only be injected on media_publish")
+        with self.lock:
+            self._fault_injections.append(
+                FaultInjection(endpoint, kind, int(count), None if account is None else str(account))
+            )
 
     # usage budgets and forcing
     def set_usage_budget(self, ig_user_id: str | None = None, calls_per_hour: int = 4800) -> None:
@@ -206,13 +233,20 @@ class EmulatorState(PublishingOps, CommentOps):
                 "faults": self.faults.snapshot(),
                 "media_rules": [r.as_dict() for r in self._media_rules],
                 "injections": [i.snapshot() for i in self._injections if i.used < i.count],
+                "fault_injections": [i.snapshot() for i in self._fault_injections],
                 "usage": self.usage.snapshot(self.now()),
             }
 
     # ------------------------------------------------------------------ request pipeline
-    def roll_faults(self, endpoint: str, method: str) -> FaultRoll:
+    def roll_faults(self, endpoint: str, method: str, account: str | None = None) -> FaultRoll:
         with self.lock:
-            return roll(self.faults, self._rng, endpoint, method)
+            dice = roll(self.faults, self._rng, endpoint, method)
+            for inj in self._fault_injections:
+                if inj.matches(endpoint, account):
+                    inj.used += 1
+                    self._fault_injections = [i for i in self._fault_injections if i.used < i.count]
+                    return inj.apply(dice)
+            return dice
 
     def take_injection(
         self, endpoint: str, account: str | None, method: str, *, after: bool

@@ -221,7 +221,8 @@ def _check_values(p: dict[str, str], slot: Slot) -> None:
         if len(names) > MAX_COLLABORATORS:
             raise invalid_parameter(f"at most {MAX_COLLABORATORS} collaborators are allowed")
     if "user_tags" in p:
-        _check_user_tags(p["user_tags"], positioned=slot in _IMAGE_SLOTS)
+        # feed and carousel photos need a position; stories take optional coordinates
+        _check_user_tags(p["user_tags"], positioned=slot in _IMAGE_SLOTS and slot != "STORY_IMAGE")
     if "product_tags" in p:
         tags = _json_list("product_tags", p["product_tags"])
         if len(tags) > MAX_PRODUCT_TAGS:

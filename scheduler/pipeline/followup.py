@@ -63,9 +63,13 @@ async def followup(rt: Runtime, post: PostRecord, token: str) -> None:
 
 
 async def _own_comment(rt: Runtime, post: PostRecord, token: str, text: str) -> str | None:
+    """The account's own top-level comment with this text on the media, if there is one."""
     assert post.media_id is not None
-    me = await rt.username(post.account, token)
+    ig = rt.ig_user_id(post.account)
+    assert ig is not None
+    # the IG user's own node, not /me: with Facebook Login, /me is the Page
+    me = (await rt.graph.user(ig, token, fields=("id", "username"))).get("username")
     for c in await rt.graph.comments(post.media_id, token, fields=("id", "text", "username", "timestamp")):
-        if c.get("username") == me and c.get("text") == text:
+        if me and c.get("username") == me and c.get("text") == text:
             return str(c["id"])
     return None

@@ -58,7 +58,7 @@ async def retry_later(rt: Runtime, post: PostRecord, err: Exception, state: str,
         await fail(rt, post, f"gave up after {attempt} tries: {err}")
         return
     delay = backoff_s(attempt, retries) * (rt.spacing(post.account) if state != State.READY else 1)
-    await move(rt, post, f"try {attempt} failed: {err}; next in {delay:.0f} s", state=state,
+    await move(rt, post, f"try {attempt} failed: {err}; next in {delay:.3g} s", state=state,
                attempts=attempt, reason=f"retrying after: {err}",
                next_action_at=utcnow() + timedelta(seconds=delay))
 

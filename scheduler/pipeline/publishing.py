@@ -14,12 +14,16 @@ from datetime import datetime, timedelta
 
 from scheduler.clock import to_aware, utcnow
 from scheduler.graph.errors import ErrorClass, GraphError
-from scheduler.lifecycle import State, backoff_s
+from scheduler.lifecycle import State, backoff_s, retries_left
 from scheduler.pipeline.outcomes import fail, handle_error, move, retry_later
 from scheduler.pipeline.runtime import Paused, Runtime
+from scheduler.pipeline.staging import lateness_note
 from scheduler.store import PostRecord
 
 log = logging.getLogger(__name__)
+# after a publish request with no answer, Meta may still act on it for up to the client
+# timeout plus this margin; verification waits that long before calling it not published
+SETTLE_MARGIN_S = 5.0
 
 
 async def ensure_quota_fresh(rt: Runtime, post: PostRecord, token: str, force: bool = False) -> None:
@@ -36,10 +40,23 @@ async def ensure_quota_fresh(rt: Runtime, post: PostRecord, token: str, force: b
     await rt.db(rt.store.update_quota, post.account, lim.quota_usage, lim.quota_total, lim.quota_duration)
 
 
+async def _quota_unknown(rt: Runtime, post: PostRecord) -> bool:
+    a = await rt.db(rt.store.account, post.account)
+    return a is None or a.quota_total is None
+
+
+def _quota_recheck_s(rt: Runtime) -> float:
+    """How soon a post deferred by publishes still in flight (or by Meta's count, which may
+    include them twice) looks again: by then an ambiguous publish has settled."""
+    return min(rt.settings.limits.quota_refresh_s, rt.settings.graph.timeout_s + SETTLE_MARGIN_S)
+
+
 async def publish(rt: Runtime, post: PostRecord, token: str) -> None:
     now = utcnow()
-    if now < post.due_at:
-        await move(rt, post, None, next_action_at=post.due_at)  # woken early
+    if now < post.due_at and await rt.db(rt.store.now) < post.due_at:
+        # woken early (the database's clock decides: claims use it too, so a host clock that
+        # runs behind cannot make this post bounce between claim and wait)
+        await move(rt, post, None, next_action_at=post.due_at)
         return
     age_limit = rt.settings.staging.container_max_age_s
     if post.container_id is None or (
@@ -52,14 +69,24 @@ async def publish(rt: Runtime, post: PostRecord, token: str) -> None:
     try:
         await ensure_quota_fresh(rt, post, token)
     except (GraphError, Paused) as e:
+        if isinstance(e, GraphError) and await _quota_unknown(rt, post) and retries_left(post.attempts + 1, rt.settings.retries):
+            # never read yet: the fallback is a guess, and a media_publish over Meta's real
+            # quota must never be sent; try the read again shortly (the time matters too:
+            # after max_tries the guess is used)
+            await move(rt, post, f"publishing quota unknown: {e}; reading it again", attempts=post.attempts + 1,
+                       next_action_at=utcnow() + timedelta(seconds=backoff_s(post.attempts + 1, rt.settings.retries)))
+            return
         # a stale quota figure is no reason to miss the time; our own count still applies
         log.warning("could not refresh the publishing quota of %s: %s", post.account, e)
-    check = await rt.db(rt.store.begin_publish, post, rt.identity, rt.settings.limits.quota_fallback_total)
+    check = await rt.db(rt.store.begin_publish, post, rt.identity, rt.settings.limits.quota_fallback_total,
+                        _quota_recheck_s(rt))
     if not check.ok:
         assert check.free_at is not None
-        await move(rt, post, None, state=State.DEFERRED,
-                   reason=f"publishing quota full ({check.used}/{check.total} in the rolling window); "
-                          f"next slot at {check.free_at:%Y-%m-%d %H:%M:%S} UTC",
+        when = "next slot at" if check.exact else "checking again at"
+        flying = f", {check.in_flight} publish(es) still being confirmed" if check.in_flight else ""
+        await move(rt, post, None, state=State.DEFERRED, publish_started_at=None,
+                   reason=f"publishing quota full ({check.used}/{check.total} in the rolling window{flying}); "
+                          f"{when} {check.free_at:%Y-%m-%d %H:%M:%S} UTC",
                    next_action_at=check.free_at)
         return
     ig = rt.ig_user_id(post.account)
@@ -85,8 +112,10 @@ async def _published(rt: Runtime, post: PostRecord, media_id: str | None, at: da
     from scheduler.pipeline.followup import followup
 
     lateness = (at - post.due_at).total_seconds()
-    await move(rt, post, event, release=False, state=State.PUBLISHED, media_id=media_id, published_at=at,
-               lateness_s=lateness, reason=None if media_id else "published; media id not found",
+    late = await lateness_note(rt, post, lateness)  # e.g. "published 12.3 s late: the video was …"
+    reason = late if media_id else f"{late or 'published'}; media id not found"
+    await move(rt, post, f"{event}; {late}" if late else event, release=False, state=State.PUBLISHED,
+               media_id=media_id, published_at=at, lateness_s=lateness, reason=reason,
                followup_pending=True, next_action_at=at, attempts=0)
     log.info("published %s (media %s, %.3f s after its time)", post.key, media_id, lateness)
     # permalink and first comment right away, still under our lease (a crash leaves
@@ -119,10 +148,32 @@ async def _publish_failed(rt: Runtime, post: PostRecord, e: GraphError, token: s
         await rt.db(rt.store.reset_containers, post)
         await move(rt, post, f"{e}; creating a new container", state=State.PLANNED, attempts=0,
                    reason=str(e), next_action_at=now)
-    elif cls is ErrorClass.TRANSIENT:
-        await retry_later(rt, post, e, State.READY)
+    elif cls in (ErrorClass.TRANSIENT, ErrorClass.PERMANENT):
+        # an error answer is no proof that nothing went live (a 500 after the work was done,
+        # "already published" after a lost answer): ask the container before anything else
+        status = await _container_status(rt, post, token)
+        if status == "PUBLISHED":
+            await record_published(rt, post, token, f"the container says PUBLISHED despite the answer ({e})")
+        elif status is None or (cls is ErrorClass.TRANSIENT and status != "FINISHED"):
+            await move(rt, post, f"{e}; verifying", state=State.VERIFYING,
+                       reason=f"checking whether the publish went through: {e}", next_action_at=now)
+        elif cls is ErrorClass.TRANSIENT:
+            await retry_later(rt, post, e, State.READY)  # not live: the same container again
+        else:
+            await handle_error(rt, post, e, State.READY)  # fails with Meta's message
     else:
         await handle_error(rt, post, e, State.READY)
+
+
+async def _container_status(rt: Runtime, post: PostRecord, token: str) -> str | None:
+    """The published container's status_code, or None when it cannot be asked now."""
+    assert post.container_id is not None
+    try:
+        rt.check_pause(post.account)
+        return (await rt.graph.container_status(post.container_id, token)).status_code
+    except (GraphError, Paused) as e:
+        log.info("post %s: container %s not asked: %s", post.key, post.container_id, e)
+        return None
 
 
 async def verify(rt: Runtime, post: PostRecord, token: str) -> None:
@@ -154,14 +205,14 @@ async def verify(rt: Runtime, post: PostRecord, token: str) -> None:
         await record_published(rt, post, token, "verified: the container says PUBLISHED")
     elif code == "FINISHED":
         started = post.publish_started_at or now
-        settle = started + timedelta(seconds=rt.settings.graph.timeout_s + 5)
+        settle = started + timedelta(seconds=rt.settings.graph.timeout_s + SETTLE_MARGIN_S)
         if now < settle:
             # an earlier request may still be in flight at Meta: wait until it cannot be
             await move(rt, post, None, state=State.VERIFYING, reason="waiting for an earlier publish request to settle",
                        next_action_at=settle)
         else:
             await move(rt, post, "verified: the container was not published; publishing again",
-                       state=State.READY, reason=None, publish_started_at=None, next_action_at=now)
+                       state=State.READY, reason=None, publish_started_at=None, attempts=0, next_action_at=now)
     elif code == "IN_PROGRESS":
         await move(rt, post, "verified: still processing", state=State.STAGING, next_action_at=now)
     elif code == "EXPIRED":
@@ -182,20 +233,42 @@ async def record_published(rt: Runtime, post: PostRecord, token: str, event: str
         rt.check_pause(post.account)
         media_id = await _find_media_id(rt, post, ig, token, at)
     except (GraphError, Paused, AssertionError) as e:
+        attempt = post.attempts + 1
+        if isinstance(e, GraphError) and retries_left(attempt, rt.settings.retries):
+            # live for sure, but a media id is worth another try: verification asks again
+            await move(rt, post, f"{event}; media id lookup failed ({e}); trying again", state=State.VERIFYING,
+                       attempts=attempt, reason=f"live; looking up its media id after: {e}",
+                       next_action_at=utcnow() + timedelta(seconds=backoff_s(attempt, rt.settings.retries)))
+            return
         log.warning("post %s is live but its media id could not be looked up: %s", post.key, e)
     await _published(rt, post, media_id, at, event, token)
 
 
 async def _find_media_id(rt: Runtime, post: PostRecord, ig: str, token: str, since: datetime) -> str | None:
+    """The media that went live from this post: among the account's newest media (stories are
+    listed apart, on /stories, and have no caption), the one with the post's caption whose
+    time is closest to when publishing started."""
     caption = post.spec.get("caption")
-    items = await rt.graph.recent_media(ig, token, limit=25, fields=("id", "caption", "timestamp"))
-    lower = to_aware(since) - timedelta(minutes=5)
+    if post.kind == "story":
+        body, _ = await rt.graph.request(
+            "GET", f"{ig}/stories", token, params={"fields": "id,timestamp", "limit": "25"},
+            endpoint_name="GET /{ig-user-id}/stories", require=("data",))
+        data = body.get("data")
+        items = [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
+        caption = None
+    else:
+        items = await rt.graph.recent_media(ig, token, limit=25, fields=("id", "caption", "timestamp"))
+    started = to_aware(since)
+    lower = started - timedelta(minutes=5)
+    best: tuple[float, str] | None = None
     for item in items:
         ts = item.get("timestamp")
         try:
             when = datetime.fromisoformat(str(ts).replace("+0000", "+00:00"))
         except ValueError:
             continue
-        if when >= lower and (item.get("caption") or None) == (caption or None):
-            return str(item["id"])
-    return None
+        if when >= lower and (item.get("caption") or None) == (caption or None) and item.get("id"):
+            distance = abs((when - started).total_seconds())
+            if best is None or distance < best[0]:
+                best = (distance, str(item["id"]))
+    return best[1] if best else None

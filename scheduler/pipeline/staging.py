@@ -3,18 +3,32 @@
 Single posts have one container (media row position 0). Carousels have one per item
 (positions 1..n); the parent is created only once every child is FINISHED, and is the
 container that gets published (posts.container_id).
+
+Containers are created only when needed: once per media (again only when Meta says one
+EXPIRED or is unusable, and then only the unfinished ones), and never beyond the account's
+container budget (`staging.containers_per_day` in a rolling 24 h; see learning.py).
+A local video goes up through the resumable upload; its file is checked just before the
+container is created, so a file that vanished after enqueue fails the post without a
+container being made for nothing.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import os
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 from scheduler.clock import utcnow
 from scheduler.graph.errors import ErrorClass, GraphError
 from scheduler.lifecycle import State, poll_delay_s
 from scheduler.models import PostSpec
+from scheduler.pipeline.learning import (
+    container_slot_at,
+    expected_processing_s,
+    observed_processing_s,
+)
 from scheduler.pipeline.outcomes import fail, handle_error, move
 from scheduler.pipeline.params import media_for_position, params_for_position, parent_params
 from scheduler.pipeline.runtime import Paused, Runtime
@@ -22,9 +36,27 @@ from scheduler.store import MediaRecord, PostRecord
 
 log = logging.getLogger(__name__)
 
+READY_LATE = "ready after its time: "  # event prefix; lateness_note() reads the cause from it
+CONTAINER_LIMIT = "container limit: "  # reason prefix while a post waits for container budget
+LATE_NOTE_S = 1.0  # a post published this late (or more) records how late and why
+
+
+class LocalFileProblem(Exception):
+    """A local video cannot be read now (it was readable when the post was enqueued)."""
+
 
 def _label(m: MediaRecord) -> str:
     return "the media" if m.position == 0 else f"carousel item {m.position}"
+
+
+def _check_local_file(path: Path) -> None:
+    try:
+        if not path.is_file():
+            raise LocalFileProblem(f"local file {path} is gone (it was there when the post was enqueued)")
+        with path.open("rb"):
+            pass
+    except OSError as e:
+        raise LocalFileProblem(f"local file {path} cannot be read: {e.strerror or e}") from None
 
 
 async def _create(rt: Runtime, post: PostRecord, spec: PostSpec, m: MediaRecord, token: str) -> str:
@@ -33,9 +65,14 @@ async def _create(rt: Runtime, post: PostRecord, spec: PostSpec, m: MediaRecord,
     params = params_for_position(spec, m.position)
     rt.check_pause(post.account)
     if params.get("upload_type") == "resumable":
+        path = Path(media_for_position(spec, m.position).source)
+        _check_local_file(path)
         cid, uri = await rt.graph.start_resumable(ig, token, params)
-        rt.check_pause(post.account)
-        await rt.graph.upload_file(uri, token, Path(media_for_position(spec, m.position).source))
+        try:
+            await rt.graph.upload_file(uri, token, path)
+        except OSError as e:  # the file went away between the check and the upload
+            raise LocalFileProblem(f"local file {path} could not be uploaded: {e.strerror or e}") from None
+        log.info("post %s: uploaded %s (%d bytes) to container %s", post.key, path, os.path.getsize(path), cid)
         return cid
     return await rt.graph.create_container(ig, token, params)
 
@@ -45,25 +82,63 @@ async def stage(rt: Runtime, post: PostRecord, token: str) -> None:
     spec = post.post_spec()
     try:
         await _stage(rt, post, spec, token)
+    except LocalFileProblem as e:
+        await fail(rt, post, str(e))
     except (GraphError, Paused) as e:
         if isinstance(e, GraphError) and e.error_class in (ErrorClass.RECREATE, ErrorClass.RETRY_THEN_RECREATE):
-            await rt.db(rt.store.reset_containers, post)
+            await _forget_unfinished(rt, post)
         await handle_error(rt, post, e, State.STAGING if post.state != State.PLANNED else State.PLANNED)
+
+
+async def _forget_unfinished(rt: Runtime, post: PostRecord) -> None:
+    """Meta called a container unusable: forget those not FINISHED (and a carousel's parent),
+    keep the finished ones, so only what is needed is created again."""
+    clear_post = post.kind == "carousel"
+    for m in await rt.db(rt.store.media, post.id):
+        if m.container_id and m.status_code != "FINISHED":
+            await rt.db(rt.store.update_media, post, m.id, container_id=None, container_created_at=None,
+                        status_code=None, status_checked_at=None, error=None)
+            clear_post = clear_post or m.position == 0
+    if clear_post:
+        await move(rt, post, None, release=False, container_id=None, container_created_at=None)
+
+
+async def _budget_ok(rt: Runtime, post: PostRecord, spec: PostSpec, media: list[MediaRecord]) -> bool:
+    """Is there room for the containers this step may create? If not, wait for it."""
+    needed = sum(1 for m in media if m.container_id is None)
+    if spec.kind == "carousel" and post.container_id is None:
+        needed += 1  # the parent: reserve it now, so the items are not made in vain
+    if not needed:
+        return True
+    free_at, used = await container_slot_at(rt, post.account, needed)
+    if free_at is None:
+        return True
+    limit = rt.settings.staging.containers_per_day
+    if needed > limit:
+        await fail(rt, post, f"this post needs {needed} containers; staging.containers_per_day is {limit}")
+        return False
+    reason = (f"{CONTAINER_LIMIT}{used} of {limit} containers created in the last 24 h and this post "
+              f"needs {needed}; next free slot at {free_at:%Y-%m-%d %H:%M:%S} UTC")
+    first = not (post.reason or "").startswith(CONTAINER_LIMIT)
+    await move(rt, post, reason if first else None, reason=reason, next_action_at=free_at)
+    return False
 
 
 async def _stage(rt: Runtime, post: PostRecord, spec: PostSpec, token: str) -> None:
     media = await rt.db(rt.store.media, post.id)
-    pending: list[tuple[MediaRecord, float]] = []  # (item, expected processing s)
+    if not await _budget_ok(rt, post, spec, media):
+        return
+    pending: list[tuple[datetime, float]] = []  # (created at, expected processing s)
     for m in media:
-        expected = rt.expected_processing_s(post.account, m.media_kind)
+        expected = await expected_processing_s(rt, post.account, m.media_kind)
         if m.container_id is None:
             cid = await _create(rt, post, spec, m, token)
             created = utcnow()
             await rt.db(rt.store.update_media, post, m.id, container_id=cid,
-                        container_created_at=created, status_code="IN_PROGRESS")
+                        container_created_at=created, status_code="IN_PROGRESS", status_checked_at=None)
             if m.position == 0:
                 await move(rt, post, None, release=False, container_id=cid, container_created_at=created)
-            pending.append((m, expected))
+            pending.append((created, expected))
             continue
         if m.status_code == "FINISHED":
             continue
@@ -74,65 +149,80 @@ async def _stage(rt: Runtime, post: PostRecord, spec: PostSpec, token: str) -> N
                     error=st.status if st.status_code == "ERROR" else None)
         if st.status_code == "FINISHED":
             if m.container_created_at:
-                rt.observe_processing(post.account, m.media_kind, (checked - m.container_created_at).total_seconds())
+                rt.observe_processing(post.account, m.media_kind, observed_processing_s(
+                    m.container_created_at, checked, m.status_checked_at, m.status_code))
         elif st.status_code == "ERROR":
             await fail(rt, post, f"Meta could not process {_label(m)} ({m.source}): {st.status or 'ERROR'}")
             return
         elif st.status_code == "EXPIRED":
             # never published (that would say PUBLISHED): safe to make a new one
             await rt.db(rt.store.update_media, post, m.id, container_id=None, container_created_at=None,
-                        status_code=None)
+                        status_code=None, status_checked_at=None)
             if m.position == 0:
                 await move(rt, post, f"{_label(m)}: container expired; creating a new one", release=False,
                            container_id=None, container_created_at=None)
-            pending.append((m, 0.0))
-        elif st.status_code == "PUBLISHED" and m.position == 0:
-            from scheduler.pipeline.publishing import record_published
-
-            await record_published(rt, post, token, "the container says PUBLISHED")
+            pending.append((checked, 0.0))
+        elif st.status_code == "PUBLISHED":
+            # a single post's container, or an item of a carousel that went live
+            await _went_live(rt, post, token)
             return
         else:  # IN_PROGRESS (or a status we do not know: keep asking)
-            pending.append((m, expected))
+            pending.append((m.container_created_at or checked, expected))
 
     if not pending and spec.kind == "carousel":
         parent = await _carousel_parent(rt, post, spec, media, token)
-        if parent == "failed":
-            return
-        if parent == "pending":
-            pending.append((media[0], rt.expected_processing_s(post.account, "image")))
+        if parent is None:
+            return  # failed or published
+        if parent is not True:
+            pending.append(parent)
     if not pending:
         await _ready(rt, post, token)
         return
     await _poll_later(rt, post, pending)
 
 
+async def _went_live(rt: Runtime, post: PostRecord, token: str) -> None:
+    from scheduler.pipeline.publishing import record_published
+
+    await record_published(rt, post, token, "the container says PUBLISHED")
+
+
 async def _carousel_parent(
     rt: Runtime, post: PostRecord, spec: PostSpec, media: list[MediaRecord], token: str
-) -> str:
-    """Create (or poll) the carousel parent once every child is FINISHED:
-    "pending", "finished" or "failed"."""
+) -> tuple[datetime, float] | Literal[True] | None:
+    """Create (or poll) the carousel parent once every child is FINISHED: True when it is
+    FINISHED, (created at, expected s) while it processes, None when the post failed or
+    turned out to be live."""
     ig = rt.ig_user_id(post.account)
     assert ig is not None
+    expected = await expected_processing_s(rt, post.account, "image")
     current = await rt.db(rt.store.get_by_id, post.id)
     assert current is not None
     if current.container_id is None:
         rt.check_pause(post.account)
         ids = [m.container_id for m in media if m.container_id]
         cid = await rt.graph.create_container(ig, token, parent_params(spec, ids))
+        # the age that matters for expiry is the oldest item's
         oldest = min((m.container_created_at for m in media if m.container_created_at), default=utcnow())
         await move(rt, post, "every carousel item processed; parent container created", release=False,
                    container_id=cid, container_created_at=oldest)
-        return "pending"
+        return utcnow(), expected
     rt.check_pause(post.account)
     st = await rt.graph.container_status(current.container_id, token)
     if st.status_code == "FINISHED":
-        return "finished"
+        return True
     if st.status_code == "ERROR":
-        await fail(rt, post, f"Meta could not process the carousel: {st.status or 'ERROR'}")
-        return "failed"
+        await fail(rt, post, f"Meta could not process the carousel container: {st.status or 'ERROR'}")
+        return None
+    if st.status_code == "PUBLISHED":
+        await _went_live(rt, post, token)
+        return None
     if st.status_code == "EXPIRED":
         await rt.db(rt.store.reset_containers, post)
-    return "pending"
+        return utcnow(), 0.0
+    # the parent was made in the step that saw the last item FINISHED
+    made = max((m.status_checked_at for m in media if m.status_checked_at), default=utcnow())
+    return made, expected
 
 
 async def _ready(rt: Runtime, post: PostRecord, token: str) -> None:
@@ -144,17 +234,43 @@ async def _ready(rt: Runtime, post: PostRecord, token: str) -> None:
         log.info("publishing quota of %s not refreshed: %s", post.account, e)
     now = utcnow()
     due = post.due_at
-    late = now > due and not post.asap
-    await move(rt, post, "every container processed" + (" (after the due time)" if late else ""),
-               state=State.READY, attempts=0, reason=None, next_action_at=max(due, now))
+    event = "every container processed"
+    if now > due and not post.asap:
+        lag = (now - due).total_seconds()
+        event = f"{READY_LATE}{lag:.1f} s; {await _late_what(rt, post)} was still processing at its time"
+    await move(rt, post, event, state=State.READY, attempts=0, reason=None, next_action_at=max(due, now))
 
 
-async def _poll_later(rt: Runtime, post: PostRecord, pending: list[tuple[MediaRecord, float]]) -> None:
+async def _late_what(rt: Runtime, post: PostRecord) -> str:
+    """Which media was not processed by the due time (in words)."""
+    media = await rt.db(rt.store.media, post.id)
+    if post.kind != "carousel":
+        return "the video" if media and media[0].media_kind == "video" else "the image"
+    late = [m for m in media if m.status_checked_at and m.status_checked_at > post.due_at]
+    if not late:
+        return "the carousel container"
+    return ", ".join(f"carousel item {m.position} ({m.media_kind})" for m in late)
+
+
+async def lateness_note(rt: Runtime, post: PostRecord, lateness_s: float) -> str | None:
+    """For a post published `lateness_s` after its time: how late, and why when staging knows
+    (e.g. "published 12.3 s late: the video was still processing at its time")."""
+    if post.asap or lateness_s < LATE_NOTE_S:
+        return None
+    note = f"published {lateness_s:.1f} s late"
+    for e in reversed(await rt.db(rt.store.events, post.id)):
+        reason = e.get("reason") or ""
+        if reason.startswith(READY_LATE) and "; " in reason:
+            return f"{note}: {reason.split('; ', 1)[1]}"
+    return note
+
+
+async def _poll_later(rt: Runtime, post: PostRecord, pending: list[tuple[datetime, float]]) -> None:
     now = utcnow()
     spacing = rt.spacing(post.account)
     delays = [
-        poll_delay_s(now, post.due_at, m.container_created_at or now, expected, rt.settings.staging, spacing)
-        for m, expected in pending
+        poll_delay_s(now, post.due_at, created, expected, rt.settings.staging, spacing)
+        for created, expected in pending
     ]
     await move(rt, post, None, state=State.STAGING, reason=None,
                next_action_at=now + timedelta(seconds=min(delays)))

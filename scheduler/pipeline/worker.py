@@ -11,7 +11,8 @@ from scheduler.clock import utcnow
 from scheduler.config import TokenMissing
 from scheduler.graph.client import call_context
 from scheduler.graph.errors import ErrorClass, GraphError
-from scheduler.lifecycle import State
+from scheduler.headroom import spaced_stage_at
+from scheduler.lifecycle import State, lead_seconds
 from scheduler.pipeline.checking import check
 from scheduler.pipeline.followup import followup
 from scheduler.pipeline.outcomes import handle_error, move, reschedule_paused
@@ -67,14 +68,13 @@ async def _step(rt: Runtime, post: PostRecord) -> None:
         await move(rt, post, None, state=State.WAITING if post.state != State.PUBLISHED else post.state,
                    reason=str(e), next_action_at=now + timedelta(seconds=rt.settings.limits.reauth_check_s))
         return
-    await rt.load_pauses(post.account)
+    account = await rt.load_pauses(post.account)
     try:
         rt.check_pause(post.account)
     except Paused as p:
         if post.state not in (State.PUBLISHING, State.VERIFYING):
             await reschedule_paused(rt, post, p)
             return
-    account = await rt.db(rt.store.account, post.account)
     reauth = post.state == State.WAITING or (account is not None and account.needs_reauth)
     if reauth and not await _token_works(rt, post, token):
         return
@@ -83,6 +83,8 @@ async def _step(rt: Runtime, post: PostRecord) -> None:
         await check(rt, post)
     elif state == State.PUBLISHED:
         await followup(rt, post, token)
+    elif state == State.PLANNED and await _staging_postponed(rt, post):
+        return
     elif state in (State.PLANNED, State.STAGING):
         await stage(rt, post, token)
     elif state in (State.READY, State.DEFERRED):
@@ -91,9 +93,28 @@ async def _step(rt: Runtime, post: PostRecord) -> None:
         # a lease that ran out mid-publish, or an unknown answer: never a blind retry
         await verify(rt, post, token)
     elif state == State.WAITING:
-        # the token works again: resume where the containers are
-        await move(rt, post, "account authorised again; resuming",
-                   state=State.STAGING if post.container_id else State.PLANNED, reason=None, next_action_at=now)
+        # the token works again: resume where the containers are, but a post that was being
+        # published when the token failed (publish_started_at) may have gone live: verify first
+        resume = State.VERIFYING if post.publish_started_at and post.container_id else (
+            State.STAGING if post.container_id else State.PLANNED)
+        await move(rt, post, "account authorised again; resuming", state=resume, reason=None, next_action_at=now)
+
+
+async def _staging_postponed(rt: Runtime, post: PostRecord) -> bool:
+    """Above the soft usage threshold, creating containers can wait (publishing cannot):
+    the lead time shrinks with the usage, but never below what processing needs."""
+    factor = rt.spacing(post.account)
+    if factor <= 1.0:
+        return False
+    lead = lead_seconds(post.kind, rt.settings.staging.lead_s)
+    kind = "image" if post.kind == "image" else "video"  # carousels and stories: the slower guess
+    need = rt.expected_processing_s(post.account, kind)
+    start = spaced_stage_at(post.due_at, lead, factor, need, rt.settings.staging.poll_min_s)
+    if utcnow() >= start:
+        return False
+    pct = rt.usage_pct.get(post.account, 0.0)
+    await move(rt, post, f"usage at {pct:.0f} %: staging postponed to {start:%H:%M:%S} UTC", next_action_at=start)
+    return True
 
 
 async def _token_works(rt: Runtime, post: PostRecord, token: str) -> bool:

@@ -161,28 +161,37 @@ class Store:
                 posts.update().where(posts.c.id == post.id).values(container_id=None, container_created_at=None)
             )
 
-    def begin_publish(self, post: PostRecord, actor: str, fallback_total: int) -> QuotaCheck:
+    def begin_publish(self, post: PostRecord, actor: str, fallback_total: int,
+                      recheck_s: float = 60.0) -> QuotaCheck:
         """Reserve a slot in the rolling publishing quota and move the post to `publishing`,
-        in one transaction under the account's row lock, so several daemons never exceed it."""
+        in one transaction under the account's row lock, so several daemons never exceed it.
+
+        Counted: our own publishes in the window, publishes in flight (publishing, verifying:
+        they may be landing right now) and, when larger, Meta's last count plus what we
+        published since. When our own publishes fill the quota the answer says exactly when a
+        slot frees; when in-flight publishes or Meta's figure fill it, it says to look again
+        after `recheck_s` (an in-flight one may turn out not to have gone live)."""
         assert post.lease_token is not None
         now = self.now()
         with self.tx() as conn:
             a = acc.get_account(conn, post.account, lock=True)
             total = (a.quota_total if a and a.quota_total else None) or fallback_total
             window = (a.quota_duration_s if a and a.quota_duration_s else None) or 86400
-            times = acc.published_in_window(conn, post.account, now, window)
-            used = len(times) + acc.in_flight(conn, post.account, post.id)
+            times, flying = acc.quota_usage_now(conn, post.account, now, window, post.id)
+            used = len(times) + flying
             if a and a.quota_usage is not None and a.quota_checked_at is not None:
                 # Meta's own count can include posts made elsewhere (the app, other tools)
                 mine_since_check = sum(1 for t in times if t > a.quota_checked_at)
                 used = max(used, a.quota_usage + mine_since_check)
             if used >= total:
-                free_at = (times[0] if times else now) + timedelta(seconds=window)
-                if free_at <= now:
-                    free_at = now + timedelta(seconds=60)  # Meta's count says full: look again
-                return QuotaCheck(False, used, total, free_at)
+                own = len(times)
+                if own >= total:  # the slot frees when enough of our own publishes age out
+                    return QuotaCheck(False, used, total, times[own - total] + timedelta(seconds=window),
+                                      flying, exact=True)
+                return QuotaCheck(False, used, total, now + timedelta(seconds=recheck_s), flying, exact=False)
             claims.update_post(
-                conn, post.id, post.lease_token, now, actor, "quota slot reserved; publishing",
+                conn, post.id, post.lease_token, now, actor,
+                f"quota slot reserved ({used + 1}/{total} in the rolling window); publishing",
                 release=False, state="publishing", publish_started_at=now, reason=None,
             )
             return QuotaCheck(True, used + 1, total, None)
@@ -209,6 +218,8 @@ class QuotaCheck:
     used: int
     total: int
     free_at: datetime | None
+    in_flight: int = 0
+    exact: bool = True  # free_at is when a slot frees (else: when to look again)
 
 
 def quota_report(store: Store) -> list[dict[str, Any]]:

@@ -106,12 +106,24 @@ def published_in_window(conn: Connection, name: str, now: datetime, window_s: in
     return [r[0] for r in rows]
 
 
-def in_flight(conn: Connection, name: str, exclude_post: int) -> int:
-    """Publishes that may be landing right now: they count against the quota too."""
-    return conn.execute(
-        sa.select(sa.func.count()).select_from(posts).where(
+def quota_usage_now(conn: Connection, name: str, now: datetime, window_s: int,
+                    exclude_post: int) -> tuple[list[datetime], int]:
+    """(publish times in the rolling window, oldest first; publishes in flight) in ONE
+    statement: on PostgreSQL each statement of a READ COMMITTED transaction has its own
+    snapshot, and a post moving from publishing to published between two separate counts
+    would be in neither."""
+    since = now - timedelta(seconds=window_s)
+    flying_states = [State.PUBLISHING.value, State.VERIFYING.value]
+    rows = conn.execute(
+        sa.select(posts.c.published_at, posts.c.state)
+        .where(
             posts.c.account == name,
-            posts.c.state.in_([State.PUBLISHING.value, State.VERIFYING.value]),
-            posts.c.id != exclude_post,
+            sa.or_(
+                posts.c.published_at > since,
+                sa.and_(posts.c.state.in_(flying_states), posts.c.id != exclude_post),
+            ),
         )
-    ).scalar_one()
+    ).all()
+    times = sorted(r.published_at for r in rows if r.published_at is not None and r.published_at > since)
+    flying = sum(1 for r in rows if r.state in flying_states and not (r.published_at and r.published_at > since))
+    return times, flying

@@ -22,6 +22,7 @@ from scheduler.store.records import PostRecord
 from scheduler.store.schema import posts
 
 _ACTIVE = [s.value for s in ACTIVE]
+_PUBLISHING = [s.value for s in (State.READY, State.DEFERRED, State.PUBLISHING, State.VERIFYING)]
 
 
 class LeaseLost(Exception):
@@ -42,7 +43,11 @@ def _due(now: datetime) -> sa.ColumnElement[bool]:
 def claim_due(conn: Connection, owner: str, lease_s: float, now: datetime, limit: int) -> list[PostRecord]:
     """Lease up to `limit` due posts, earliest first. SKIP LOCKED on PostgreSQL; on SQLite
     the surrounding BEGIN IMMEDIATE already serialises claimers."""
-    pick = sa.select(posts.c.id).where(_due(now)).order_by(posts.c.next_action_at).limit(limit)
+    # publishing due posts goes first: polls and staging can wait a moment, the due time cannot
+    publishing_first = sa.case((posts.c.state.in_(_PUBLISHING), 0), else_=1)
+    pick = (
+        sa.select(posts.c.id).where(_due(now)).order_by(publishing_first, posts.c.next_action_at).limit(limit)
+    )
     if conn.dialect.name == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
     token = uuid.uuid4().hex
@@ -52,7 +57,8 @@ def claim_due(conn: Connection, owner: str, lease_s: float, now: datetime, limit
         .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_s), lease_token=token)
         .returning(*posts.c)
     ).all()
-    return sorted((PostRecord.from_row(r) for r in rows), key=lambda p: p.next_action_at)
+    first = set(_PUBLISHING)
+    return sorted((PostRecord.from_row(r) for r in rows), key=lambda p: (p.state not in first, p.next_action_at))
 
 
 def next_action_at(conn: Connection) -> datetime | None:

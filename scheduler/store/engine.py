@@ -90,10 +90,18 @@ def current_revision(engine: Engine) -> str | None:
         raise DatabaseUnreachable(f"cannot open database {safe_url(str(engine.url))}: {e.orig}") from None
 
 
+# pg_advisory_xact_lock key for schema migrations (any constant that no other tool uses)
+MIGRATION_LOCK_KEY = 0x1975C4ED
+
+
 def upgrade(engine: Engine) -> None:
     """Apply pending migrations (idempotent)."""
     cfg = _alembic_config()
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # several daemons starting at once on a new database: one migrates, the others
+            # wait here and then find the schema current (Alembic reads the version after)
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 
