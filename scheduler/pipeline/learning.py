@@ -34,7 +34,7 @@ CONTAINER_WINDOW = timedelta(days=1)
 
 
 def _recent(store: Store, account: str, media_kind: str) -> list[float]:
-    with store.engine.connect() as conn:
+    with store.read() as conn:
         return stats.recent_processing_s(conn, account, media_kind, SEED_ROWS)
 
 
@@ -63,7 +63,7 @@ def observed_processing_s(
 
 
 def _created_since(store: Store, account: str, since: datetime) -> list[datetime]:
-    with store.engine.connect() as conn:
+    with store.read() as conn:
         return stats.containers_created_since(conn, account, since)
 
 

@@ -109,20 +109,15 @@ async def publish(rt: Runtime, post: PostRecord, token: str) -> None:
 
 async def _published(rt: Runtime, post: PostRecord, media_id: str | None, at: datetime, event: str,
                      token: str) -> None:
-    from scheduler.pipeline.followup import followup
-
     lateness = (at - post.due_at).total_seconds()
     late = await lateness_note(rt, post, lateness)  # e.g. "published 12.3 s late: the video was …"
     reason = late if media_id else f"{late or 'published'}; media id not found"
-    await move(rt, post, f"{event}; {late}" if late else event, release=False, state=State.PUBLISHED,
+    # permalink and first comment follow as their own step (followup_pending), claimed after
+    # every post that is due to publish: in a burst, publishing goes first
+    await move(rt, post, f"{event}; {late}" if late else event, state=State.PUBLISHED,
                media_id=media_id, published_at=at, lateness_s=lateness, reason=reason,
                followup_pending=True, next_action_at=at, attempts=0)
     log.info("published %s (media %s, %.3f s after its time)", post.key, media_id, lateness)
-    # permalink and first comment right away, still under our lease (a crash leaves
-    # followup_pending set, and whoever claims the post next does them)
-    current = await rt.db(rt.store.get_by_id, post.id)
-    if current is not None and current.lease_token == post.lease_token:
-        await followup(rt, current, token)
 
 
 async def _publish_failed(rt: Runtime, post: PostRecord, e: GraphError, token: str) -> None:

@@ -20,7 +20,7 @@ from scheduler.models import PostSpec
 from scheduler.store import accounts as acc
 from scheduler.store import claims, history
 from scheduler.store import posts as qp
-from scheduler.store.engine import ensure_current, make_engine
+from scheduler.store.engine import READ_ONLY, ensure_current, make_engine
 from scheduler.store.records import AccountRecord, EnqueueReport, MediaRecord, PostRecord
 
 __all__ = ["AccountRecord", "EnqueueReport", "MediaRecord", "PostRecord", "Store"]
@@ -39,6 +39,13 @@ class Store:
         self.engine.dispose()
 
     @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction (on SQLite it does not take the write lock)."""
+        with self.engine.connect() as conn:
+            conn.execution_options(**{READ_ONLY: True})
+            yield conn
+
+    @contextmanager
     def tx(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
             yield conn
@@ -46,7 +53,7 @@ class Store:
     def now(self) -> datetime:
         """Naive UTC. PostgreSQL: the database's clock, so skewed hosts cannot publish early."""
         if self.dialect == "postgresql":
-            with self.engine.connect() as conn:
+            with self.read() as conn:
                 return conn.execute(sa.text("SELECT timezone('UTC', clock_timestamp())")).scalar_one()
         return utcnow()
 
@@ -61,28 +68,28 @@ class Store:
             return qp.enqueue(conn, specs, now, lead, actor)
 
     def get(self, key: str) -> PostRecord | None:
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             return qp.get_post(conn, key)
 
     def get_by_id(self, post_id: int) -> PostRecord | None:
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             return qp.get_post_by_id(conn, post_id)
 
     def list_posts(self, states: Sequence[str], account: str | None = None, since: datetime | None = None,
              newest_first: bool = False, limit: int | None = None) -> list[PostRecord]:
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             return qp.list_posts(conn, states, account, since, newest_first, limit)
 
     def media(self, post_id: int) -> list[MediaRecord]:
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             return qp.media_of(conn, post_id)
 
     def events(self, post_id: int) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             return qp.events_of(conn, post_id)
 
     def calls(self, post_id: int) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             return history.calls_of(conn, post_id)
 
     def cancel(self, key: str, actor: str) -> PostRecord:
@@ -102,7 +109,7 @@ class Store:
             return claims.claim_due(conn, owner, lease_s, now, limit)
 
     def next_action_at(self) -> datetime | None:
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             return claims.next_action_at(conn)
 
     def update(self, post: PostRecord, actor: str, event: str | None = None, release: bool = True,
@@ -130,11 +137,11 @@ class Store:
 
     # --- accounts -----------------------------------------------------------------
     def account(self, name: str) -> AccountRecord | None:
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             return acc.get_account(conn, name)
 
     def accounts(self) -> list[AccountRecord]:
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             return acc.all_accounts(conn)
 
     def update_media(self, post: PostRecord, media_id: int, **values: Any) -> None:
@@ -208,7 +215,7 @@ class Store:
 
     def app_pause(self) -> tuple[datetime, str] | None:
         now = self.now()
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             return acc.app_paused_until(conn, now)
 
 
@@ -228,7 +235,7 @@ def quota_report(store: Store) -> list[dict[str, Any]]:
 
     now = store.now()
     out = []
-    with store.engine.connect() as conn:
+    with store.read() as conn:
         app = acc.app_paused_until(conn, now)
         for a in acc.all_accounts(conn):
             window = a.quota_duration_s or 86400

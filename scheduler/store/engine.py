@@ -16,6 +16,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
+READ_ONLY = "igsched_read_only"  # execution option: a transaction that only reads
+
 
 class SchemaBehind(Exception):
     """The database needs `igsched db upgrade` (or is newer than this igsched)."""
@@ -65,7 +67,9 @@ def _sqlite_engine(url: str) -> Engine:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # writers take the lock up front (no upgrade deadlocks); readers never wait for it
+        read = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
 
     return engine
 
