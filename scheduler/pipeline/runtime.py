@@ -62,7 +62,6 @@ class Runtime:
         self._pending_pauses: list[tuple[str, datetime, str]] = []
         self._pending_usage: dict[str, tuple[int | None, int | None, float]] = {}
         self.calls_made = 0
-        self._usernames: dict[str, str] = {}
         self._flushes: set[asyncio.Task[None]] = set()
         self._usage_at: dict[str, datetime] = {}  # when usage_pct[account] was reported
 
@@ -81,14 +80,6 @@ class Runtime:
     def ig_user_id(self, name: str) -> str | None:
         a = self.settings.account(name)
         return a.ig_user_id if a else None
-
-    async def username(self, account: str, token: str) -> str | None:
-        """The account's own username (to recognise its own comments), cached."""
-        if account not in self._usernames:
-            self.check_pause(account)
-            me = await self.graph.me(token, fields=("id", "username"))
-            self._usernames[account] = str(me.get("username"))
-        return self._usernames.get(account)
 
     # --- pauses and headroom ------------------------------------------------------
     def on_call(self, rec: CallRecord) -> None:
