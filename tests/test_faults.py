@@ -75,7 +75,8 @@ def settled(store: Store, long_wait_s: float = 20.0) -> bool:
     horizon = utcnow() + timedelta(seconds=long_wait_s)
     for p in store.list_posts(ALL_STATES):
         if p.state in ("published", "failed", "cancelled"):
-            if p.followup_pending:
+            # a permalink lookup of a paused account waits for the pause like any call
+            if p.followup_pending and p.next_action_at < horizon:
                 return False
             continue
         if p.next_action_at < horizon or p.lease_owner is not None:
