@@ -104,11 +104,10 @@ async def publish(rt: Runtime, post: PostRecord, token: str) -> None:
     except GraphError as e:
         await _publish_failed(rt, post, e, token)
         return
-    await _published(rt, post, media_id, utcnow(), "published", token)
+    await _published(rt, post, media_id, utcnow(), "published")
 
 
-async def _published(rt: Runtime, post: PostRecord, media_id: str | None, at: datetime, event: str,
-                     token: str) -> None:
+async def _published(rt: Runtime, post: PostRecord, media_id: str | None, at: datetime, event: str) -> None:
     lateness = (at - post.due_at).total_seconds()
     late = await lateness_note(rt, post, lateness)  # e.g. "published 12.3 s late: the video was …"
     reason = late if media_id else f"{late or 'published'}; media id not found"
@@ -236,7 +235,7 @@ async def record_published(rt: Runtime, post: PostRecord, token: str, event: str
                        next_action_at=utcnow() + timedelta(seconds=backoff_s(attempt, rt.settings.retries)))
             return
         log.warning("post %s is live but its media id could not be looked up: %s", post.key, e)
-    await _published(rt, post, media_id, at, event, token)
+    await _published(rt, post, media_id, at, event)
 
 
 async def _find_media_id(rt: Runtime, post: PostRecord, ig: str, token: str, since: datetime) -> str | None:
