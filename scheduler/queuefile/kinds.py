@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from scheduler.models import POST_KINDS, MediaItem, PostKind, UserTag
-from scheduler.queuefields import (
+from scheduler.queuefile.fields import (
     CAPTION_MAX_CHARS,
     Ctx,
     boolean,
@@ -25,8 +25,8 @@ from scheduler.queuefields import (
     unknown_keys,
     user_tags,
 )
-from scheduler.queuemedia import media_source, typed_source
-from scheduler.timeparse import type_name
+from scheduler.queuefile.media import media_source, typed_source
+from scheduler.queuefile.times import type_name
 
 CAROUSEL_MIN_ITEMS, CAROUSEL_MAX_ITEMS = 2, 10
 TRIAL_GRADUATIONS = ("MANUAL", "SS_PERFORMANCE")

@@ -26,7 +26,7 @@ from scheduler.models import MediaItem, PostSpec
 from scheduler.store import Store
 from scheduler.store.schema import post_events
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ACCOUNTS = {  # name: (ig user id, token, quota)
     "shop": ("17841400000000001", "tok-shop-replica-0001", 1000),
     "brand2": ("17841400000000002", "tok-brand2-replica-0002", 1000),

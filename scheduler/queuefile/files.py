@@ -5,8 +5,8 @@ saying what is allowed) and raised together as InvalidInput; a file with any pro
 posts. Limits come from graph-api-facts.md §1.
 
 This module walks the document and its posts; reading and YAML loading are in
-scheduler.queueyaml, field checks in scheduler.queuefields, media sources in
-scheduler.queuemedia, and the rules of each post kind in scheduler.queuekinds.
+scheduler.queuefile.yamlload, field checks in scheduler.queuefile.fields, media sources in
+scheduler.queuefile.media, and the rules of each post kind in scheduler.queuefile.kinds.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from scheduler.config import Settings
 from scheduler.models import PostSpec, derived_key
 from scheduler.problems import InvalidInput
-from scheduler.queuefields import (
+from scheduler.queuefile.fields import (
     ALT_TEXT_MAX_CHARS,
     CAPTION_MAX_CHARS,
     CAPTION_MAX_HASHTAGS,
@@ -33,7 +33,7 @@ from scheduler.queuefields import (
     not_text,
     unknown_keys,
 )
-from scheduler.queuekinds import (
+from scheduler.queuefile.kinds import (
     CAROUSEL_MAX_ITEMS,
     CAROUSEL_MIN_ITEMS,
     COMMON_KEYS,
@@ -43,9 +43,8 @@ from scheduler.queuekinds import (
     build_media,
     post_kind,
 )
-from scheduler.queuemedia import IMAGE_EXTS, VIDEO_EXTS
-from scheduler.queueyaml import MAX_DEPTH, MAX_VALUES, load_queue_yaml, read_queue_text
-from scheduler.timeparse import (
+from scheduler.queuefile.media import IMAGE_EXTS, VIDEO_EXTS
+from scheduler.queuefile.times import (
     NoTimezone,
     TimeProblem,
     load_timezone,
@@ -53,6 +52,7 @@ from scheduler.timeparse import (
     past_problem,
     type_name,
 )
+from scheduler.queuefile.yamlload import MAX_DEPTH, MAX_VALUES, load_queue_yaml, read_queue_text
 
 __all__ = [  # the limits and key sets stay importable from here, where they always were
     "ALT_TEXT_MAX_CHARS",

@@ -14,7 +14,7 @@ from scheduler.models import MediaItem, PostSpec, UserTag
 from scheduler.problems import InvalidInput, Problem
 from scheduler.queuefile import load_queue_file, parse_queue_text
 
-DATA = Path(__file__).parent / "data" / "queue"
+DATA = Path(__file__).resolve().parents[1] / "data" / "queue"
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 HEAD = "account: shop\ntimezone: Europe/Berlin\n"
 IMG = "https://cdn.example.com/a.jpg"

@@ -2,7 +2,7 @@
 
 Each check reports what is wrong with one field (or a field of a list item) to a Ctx and
 returns the value to use, or None/() when there is none; it never raises. Media sources are
-in scheduler.queuemedia, the rules of each post kind in scheduler.queuekinds.
+in scheduler.queuefile.media, the rules of each post kind in scheduler.queuefile.kinds.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from scheduler.models import UserTag
 from scheduler.problems import Problem
-from scheduler.timeparse import type_name
+from scheduler.queuefile.times import type_name
 
 CAPTION_MAX_CHARS = 2200
 CAPTION_MAX_HASHTAGS = 30

@@ -668,7 +668,7 @@ def test_serve_blocks_until_sigterm() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     command = f"from scheduler.emulator import serve; serve('127.0.0.1', {port})"
     with subprocess.Popen(
         [sys.executable, "-c", command], cwd=repo, stderr=subprocess.PIPE, text=True

@@ -12,8 +12,8 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import quote, urlsplit
 
 from scheduler.models import MediaKind
-from scheduler.queuefields import Ctx, leaf, unknown_keys
-from scheduler.timeparse import type_name
+from scheduler.queuefile.fields import Ctx, leaf, unknown_keys
+from scheduler.queuefile.times import type_name
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg"})
 VIDEO_EXTS = frozenset({".mp4", ".mov"})

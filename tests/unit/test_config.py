@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from scheduler.config import Settings, settings_from_dict
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"
 
 
 def _paths(model: type[BaseModel], prefix: str = "") -> set[str]:

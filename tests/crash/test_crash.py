@@ -28,7 +28,7 @@ from scheduler.store import Store
 from tests.daemonrun import run_until_idle
 from tests.helpers import image_spec
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SHOP, BRAND2 = "17841400000000001", "17841400000000002"
 TOKENS = {"IGSCHED_TEST_TOKEN_SHOP": "tok-shop-crash-0001", "IGSCHED_TEST_TOKEN_BRAND2": "tok-brand2-crash-0002"}
 STARTED = "igsched daemon"  # "igsched daemon <identity> started (…)"
