@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import socket
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from scheduler.problems import InvalidInput, Problem
 
@@ -119,6 +128,230 @@ class LimitSettings(_Strict):
     throttle_backoff_s: Annotated[float, Field(gt=0)] = 600.0
 
 
+class SecretMissing(Exception):
+    """A configured secret source (environment variable or file) holds nothing; the message
+    names the source, never a value."""
+
+
+def _read_secret(what: str, env: str | None, path: Path | None) -> str:
+    if env is not None:
+        value = os.environ.get(env, "").strip()
+        if not value:
+            raise SecretMissing(f"{what}: environment variable {env} is not set")
+        return value
+    if path is None:
+        raise SecretMissing(f"{what}: not configured")
+    try:
+        value = path.read_text().strip()
+    except OSError as e:
+        raise SecretMissing(f"{what}: cannot read {path}: {e.strerror}") from None
+    if not value:
+        raise SecretMissing(f"{what}: {path} is empty")
+    return value
+
+
+def _one_source(env: str | None, path: Path | None, env_key: str, file_key: str) -> None:
+    if env is not None and path is not None:
+        raise ValueError(f"give {env_key} or {file_key}, not both")
+
+
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+def is_loopback_host(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host.lower() in _LOOPBACK_NAMES
+
+
+def check_outbound_url(url: str) -> str:
+    """An https URL, or http to a loopback address (local relays and tests). Credentials in
+    the URL are refused: URLs appear in logs, secrets must not."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as e:
+        raise ValueError(f"not a usable URL: {e}") from None
+    if not host:
+        raise ValueError("the URL needs a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("put no credentials in the URL; use secret_env or secret_file")
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(host)):
+        return url
+    raise ValueError("must be https (http only to a loopback address)")
+
+
+class ForwardSettings(_Strict):
+    """One relay target: each stored event is POSTed, signed with this secret."""
+
+    url: str
+    secret_env: str | None = None
+    secret_file: Path | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return check_outbound_url(v)
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> ForwardSettings:
+        if (self.secret_env is None) == (self.secret_file is None):
+            raise ValueError("give exactly one of secret_env or secret_file")
+        return self
+
+    def secret(self) -> str:
+        return _read_secret(f"forward to {_url_for_messages(self.url)}", self.secret_env,
+                            self.secret_file)
+
+
+def _url_for_messages(url: str) -> str:
+    """Scheme and host only: a webhook URL's path is often a secret of its own."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+_LISTEN_RE = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>[0-9]{1,5})")
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` → (host, port); port 0 picks a free one."""
+    match = _LISTEN_RE.fullmatch(value)
+    if match is None:
+        raise ValueError("expected host:port, e.g. 127.0.0.1:8788 or [::1]:8788")
+    port = int(match.group("port"))
+    if port > 65535:
+        raise ValueError("the port must be at most 65535")
+    return (match.group("v6") or match.group("host")), port
+
+
+class WebhookSettings(_Strict):
+    """The webhook receiver (served by `igsched run` when `listen` is set)."""
+
+    listen: str | None = None
+    path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9._~/-]*$", max_length=200)] = (
+        "/webhooks/instagram"
+    )
+    verify_token_env: str | None = None
+    verify_token_file: Path | None = None
+    app_secret_env: str | None = None
+    app_secret_file: Path | None = None
+    forward: list[ForwardSettings] = []
+    forward_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    forward_backoff_base_s: Annotated[float, Field(gt=0)] = 2.0
+    forward_backoff_cap_s: Annotated[float, Field(gt=0)] = 900.0
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_listen(v)
+        return v
+
+    @model_validator(mode="after")
+    def _sources(self) -> WebhookSettings:
+        _one_source(self.verify_token_env, self.verify_token_file, "verify_token_env",
+                    "verify_token_file")
+        _one_source(self.app_secret_env, self.app_secret_file, "app_secret_env",
+                    "app_secret_file")
+        if self.listen is not None:
+            if self.app_secret_env is None and self.app_secret_file is None:
+                raise ValueError("listen needs app_secret_env or app_secret_file "
+                                 "(unsigned events are refused)")
+            if self.verify_token_env is None and self.verify_token_file is None:
+                raise ValueError("listen needs verify_token_env or verify_token_file "
+                                 "(Meta's subscription handshake)")
+        return self
+
+    def listen_address(self) -> tuple[str, int] | None:
+        return None if self.listen is None else parse_listen(self.listen)
+
+    def app_secret(self) -> str:
+        return _read_secret("webhooks app secret", self.app_secret_env, self.app_secret_file)
+
+    def verify_token(self) -> str:
+        return _read_secret("webhooks verify token", self.verify_token_env,
+                            self.verify_token_file)
+
+
+RuleKind = Literal["comment", "mention", "message", "postback", "quick_reply", "optin"]
+# reply, private reply and hide act on a comment of the account's own media (a mention is
+# answered with a public reply only); message writes to the person who wrote or tapped
+_ACTIONS_BY_KIND: dict[str, tuple[str, ...]] = {
+    "comment": ("reply", "private_reply", "hide"),
+    "mention": ("reply",),
+    "message": ("message",),
+    "postback": ("message",),
+    "quick_reply": ("message",),
+    "optin": ("message",),
+}
+DM_TEXT_MAX_BYTES = 1000
+REPLY_TEXT_MAX_CHARS = 2200
+
+
+class RuleSettings(_Strict):
+    """A rule: when an event of kind `on` (optionally of one account, one media) matches,
+    these actions are planned, in the order reply, private_reply, message, hide."""
+
+    name: Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.-]+$")]
+    on: RuleKind
+    account: str | None = None
+    media: Annotated[str | None, Field(pattern=r"^[0-9]+$")] = None
+    match: str | None = None
+    private_reply: Annotated[str | None, Field(min_length=1)] = None
+    reply: Annotated[str | None, Field(min_length=1, max_length=REPLY_TEXT_MAX_CHARS)] = None
+    hide: bool = False
+    message: Annotated[str | None, Field(min_length=1)] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml11_on(cls, data: Any) -> Any:
+        # YAML 1.1 reads a bare `on:` key as True; load_settings keeps it a string, and
+        # this catches documents parsed elsewhere
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
+    @field_validator("match")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v, re.IGNORECASE)
+            except re.error as e:
+                raise ValueError(f"not a valid regular expression: {e}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _actions_fit(self) -> RuleSettings:
+        given = [a for a in ("reply", "private_reply", "message") if getattr(self, a)]
+        if self.hide:
+            given.append("hide")
+        if not given:
+            raise ValueError("a rule needs at least one action: reply, private_reply, "
+                             "message or hide: true")
+        allowed = _ACTIONS_BY_KIND[self.on]
+        wrong = [a for a in given if a not in allowed]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)} cannot act on a {self.on} event "
+                             f"(possible: {', '.join(allowed)})")
+        if self.media is not None and self.on not in ("comment", "mention"):
+            raise ValueError("media applies only to comment and mention rules")
+        for name in ("private_reply", "message"):
+            text = getattr(self, name)
+            if text is not None and len(text.encode()) > DM_TEXT_MAX_BYTES:
+                raise ValueError(f"{name} is longer than {DM_TEXT_MAX_BYTES} bytes (UTF-8)")
+        return self
+
+    def pattern(self) -> re.Pattern[str] | None:
+        return None if self.match is None else re.compile(self.match, re.IGNORECASE)
+
+
 class Settings(_Strict):
     database: DatabaseSettings = DatabaseSettings()
     graph: GraphSettings = GraphSettings()
@@ -129,6 +362,8 @@ class Settings(_Strict):
     preflight: PreflightSettings = PreflightSettings()
     retries: RetrySettings = RetrySettings()
     limits: LimitSettings = LimitSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    rules: list[RuleSettings] = []
     log_level: str = "INFO"
 
     @model_validator(mode="after")
@@ -137,6 +372,13 @@ class Settings(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"account names must be unique; repeated: {', '.join(dupes)}")
+        rule_names = [r.name for r in self.rules]
+        dupes = sorted({n for n in rule_names if rule_names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"rule names must be unique; repeated: {', '.join(dupes)}")
+        for rule in self.rules:
+            if rule.account is not None and self.account(rule.account) is None:
+                raise ValueError(f"rule {rule.name}: account {rule.account!r} is not configured")
         return self
 
     def account(self, name: str) -> AccountSettings | None:
@@ -184,7 +426,19 @@ def load_settings(path: Path) -> Settings:
     except OSError as e:
         raise InvalidInput([Problem(str(path), f"cannot read the configuration: {e.strerror}")]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader subclass
     except yaml.YAMLError as e:
         raise InvalidInput([Problem(str(path), f"not valid YAML: {e}")]) from None
     return settings_from_dict(data, str(path))
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """SafeLoader that keeps mapping keys as written: YAML 1.1 turns a bare `on`, `off`,
+    `yes` or `no` key into a boolean, but every key in this file is a name (rules use `on:`).
+    Values keep their YAML meaning (`enabled: yes` is still true)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:bool":
+                key_node.tag = "tag:yaml.org,2002:str"
+        return super().construct_mapping(node, deep=deep)

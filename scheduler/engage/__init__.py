@@ -1,0 +1,1 @@
+"""Engagement: messages, comments, profiles, actions, the webhook receiver and rules."""
