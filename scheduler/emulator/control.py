@@ -15,6 +15,10 @@ POST /_emulator/inject                         EmulatorState.inject kwargs (obje
                                                with "fault": inject_fault kwargs
 POST /_emulator/advance                        {"seconds": n} → {"now", "clock_offset_s"}
 POST /_emulator/reset                          forget everything → {"ok": true}
+GET  /_emulator/webhooks                       {url, app_secret_set}
+POST /_emulator/webhooks                       {url?, app_secret?} → {url, app_secret_set}
+POST /_emulator/webhooks/deliver               {events: [spec…], url?, app_secret?, batch?,
+                                               repeat?, signature?} → {deliveries, events}
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+from .webhooks import WebhookTarget, build_body, build_items, deliver, encode
 
 if TYPE_CHECKING:
     from .state import EmulatorState
@@ -112,6 +118,33 @@ def add_control_routes(app: web.Application, state: EmulatorState) -> None:
         state.reset()
         return {"ok": True}
 
+    target = WebhookTarget()
+
+    async def webhooks(request: web.Request) -> Any:
+        if request.method == "POST":
+            body = await _body(request)
+            for key in ("url", "app_secret"):
+                if key in body:
+                    setattr(target, key, None if body[key] is None else str(body[key]))
+        return target.snapshot()
+
+    async def webhooks_deliver(request: web.Request) -> Any:
+        body = await _body(request)
+        url = body.get("url") or target.url
+        secret = body.get("app_secret") or target.app_secret
+        if not url or not secret:
+            raise ValueError("no url or app_secret: give them here or POST /_emulator/webhooks")
+        specs = body.get("events")
+        if not isinstance(specs, list) or not specs:
+            raise ValueError("events must be a non-empty list")
+        items = build_items(state, specs)
+        groups = [items] if body.get("batch", True) else [[item] for item in items]
+        results = await deliver(
+            str(url), str(secret), [encode(build_body(g)) for g in groups],
+            repeat=int(body.get("repeat", 1)), signature=str(body.get("signature", "valid")),
+        )
+        return {"deliveries": results, "events": [item.ids for item in items]}
+
     async def not_found(request: web.Request) -> Any:
         raise _NotFound(f"no control endpoint {request.method} {request.path}")
 
@@ -125,6 +158,8 @@ def add_control_routes(app: web.Application, state: EmulatorState) -> None:
     route("POST", "inject", inject)
     route("POST", "advance", advance)
     route("POST", "reset", reset)
+    route("*", "webhooks", webhooks)
+    route("POST", "webhooks/deliver", webhooks_deliver)
     route("*", "{tail:.*}", not_found)
 
 

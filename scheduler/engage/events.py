@@ -198,9 +198,10 @@ def _messaging_item(account: str, entry_time: datetime | None, item: dict[str, A
         msg = _obj(item, "message", required=True)
         is_echo = _bool(msg, "is_echo")
         mid = _id(msg, "mid", "message.mid")
+        has_quick = msg.get("quick_reply") is not None
         quick = _obj(msg, "quick_reply")
-        payload = _str(quick, "payload", "message.quick_reply.payload") if quick else None
-        kind: EventKind = "quick_reply" if quick is not None and not is_echo else "message"
+        payload = _str(quick, "payload", "message.quick_reply.payload")
+        kind: EventKind = "quick_reply" if has_quick and not is_echo else "message"
         attachments = msg.get("attachments", [])
         if not isinstance(attachments, list) or not all(isinstance(a, dict) for a in attachments):
             raise _Bad("field 'message.attachments' must be a list of objects")
