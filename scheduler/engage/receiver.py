@@ -81,7 +81,10 @@ class WebhookReceiver:
         """Serve in the running event loop; returns the bound address (port 0: a free one)."""
         if self._runner is not None:
             raise RuntimeError("the webhook receiver is already running")
-        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+        # lingering_time=0: after a refusal, the unread rest of a body is not drained (aiohttp
+        # would read and drop it for up to 10 s); the connection is closed instead
+        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+                               lingering_time=0)
         await runner.setup()
         try:
             await web.TCPSite(runner, host, port).start()
