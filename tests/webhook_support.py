@@ -8,6 +8,8 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 
+from aiohttp import web
+
 from scheduler.engage.events import WebhookEvent
 from scheduler.engage.receiver import ReceiverConfig, Sink, WebhookReceiver
 
@@ -61,6 +63,7 @@ class RunningReceiver:
             ready.set()
             self._loop.run_forever()
             self._loop.run_until_complete(self.receiver.stop())
+            _cancel_leftovers(self._loop)
             self._loop.close()
 
         self._thread = threading.Thread(target=run, daemon=True)
@@ -79,3 +82,65 @@ class RunningReceiver:
         self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(10)
+
+
+class RelayTarget:
+    """A local HTTP service that records what is POSTed to it (a stand-in for n8n).
+    `answers` is a list of statuses to give, one per request (then 200); `delay_s` slows
+    every answer down."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.answers: list[int] = []
+        self.delay_s = 0.0
+        self.url = ""
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        status = self.answers.pop(0) if self.answers else 200
+        self.received.append((dict(request.headers), body))
+        if status in (301, 302, 307, 308):
+            return web.Response(status=status, headers={"Location": "http://127.0.0.1:9/"})
+        return web.Response(status=status, text="recorded")
+
+    def __enter__(self) -> RelayTarget:
+        app = web.Application()
+        app.router.add_post("/hook/{tail:.*}", self._handle)
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
+            self._loop.run_until_complete(runner.setup())
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            self._loop.run_until_complete(site.start())
+            self.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook/abc"
+            ready.set()
+            self._loop.run_forever()
+            self._loop.run_until_complete(runner.cleanup())
+            _cancel_leftovers(self._loop)
+            self._loop.close()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+
+def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
