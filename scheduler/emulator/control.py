@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from .webhooks import WebhookTarget, build_body, build_items, deliver, encode
+from .webhooks import WebhookTarget, build_body, build_items, check_options, deliver, encode
 
 if TYPE_CHECKING:
     from .state import EmulatorState
@@ -137,12 +137,12 @@ def add_control_routes(app: web.Application, state: EmulatorState) -> None:
         specs = body.get("events")
         if not isinstance(specs, list) or not specs:
             raise ValueError("events must be a non-empty list")
+        repeat, signature = int(body.get("repeat", 1)), str(body.get("signature", "valid"))
+        check_options(repeat, signature)  # before any comment is added to the model
         items = build_items(state, specs)
         groups = [items] if body.get("batch", True) else [[item] for item in items]
-        results = await deliver(
-            str(url), str(secret), [encode(build_body(g)) for g in groups],
-            repeat=int(body.get("repeat", 1)), signature=str(body.get("signature", "valid")),
-        )
+        results = await deliver(str(url), str(secret), [encode(build_body(g)) for g in groups],
+                                repeat=repeat, signature=signature)
         return {"deliveries": results, "events": [item.ids for item in items]}
 
     async def not_found(request: web.Request) -> Any:

@@ -163,15 +163,19 @@ def signature_for(secret: str, raw: bytes, mode: str) -> dict[str, str]:
     return {SIGNATURE_HEADER: "sha256=" + hmac.new(key, raw, hashlib.sha256).hexdigest()}
 
 
+def check_options(repeat: int, signature: str) -> None:
+    if signature not in SIGNATURES:
+        raise ValueError(f"signature must be one of {', '.join(SIGNATURES)}")
+    if not 1 <= repeat <= 100:
+        raise ValueError("repeat must be between 1 and 100")
+
+
 async def deliver(
     url: str, secret: str, bodies: list[bytes], *, repeat: int = 1, signature: str = "valid"
 ) -> list[dict[str, Any]]:
     """POST each body (each `repeat` times, the same bytes, as Meta retries), one after the
     other; returns `{status, bytes}` per POST (`status` null and `error` when it failed)."""
-    if signature not in SIGNATURES:
-        raise ValueError(f"signature must be one of {', '.join(SIGNATURES)}")
-    if not 1 <= repeat <= 100:
-        raise ValueError("repeat must be between 1 and 100")
+    check_options(repeat, signature)
     results: list[dict[str, Any]] = []
     timeout = aiohttp.ClientTimeout(total=DELIVERY_TIMEOUT_S)
     async with aiohttp.ClientSession(timeout=timeout) as session:

@@ -64,7 +64,7 @@ class WebhookEvent:
     username: str | None = None
     timestamp: datetime | None = None
     is_echo: bool = False
-    attachments: tuple[Mapping[str, Any], ...] = ()
+    attachments: tuple[Mapping[str, Any], ...] = field(default=(), hash=False)
     raw: str = ""
 
     def as_json(self) -> dict[str, Any]:
@@ -238,7 +238,7 @@ def _messaging_item(account: str, entry_time: datetime | None, item: dict[str, A
             **common,
         )
     known = ", ".join(k for k in item if k not in ("sender", "recipient", "timestamp"))
-    return f"no message, postback or optin in this item ({_short(known) or 'empty'})"
+    return f"no message, postback or optin in this item (keys: {_short(known)!r})"
 
 
 def _change_item(account: str, entry_time: datetime | None, item: dict[str, Any]) -> WebhookEvent | str:

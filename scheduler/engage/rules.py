@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from scheduler.config import RuleSettings
+from scheduler.config import RuleSettings, Settings
 from scheduler.engage.events import WebhookEvent
 
 ActionKind = Literal["reply", "private_reply", "message", "hide"]
@@ -35,6 +35,11 @@ class PlannedAction:
     ig_account_id: str
     target: str
     payload: dict[str, Any] = field(default_factory=dict)
+
+
+def account_names(settings: Settings) -> dict[str, str]:
+    """ig user id → configured account name (what rules' `account:` and `events` show)."""
+    return {a.ig_user_id: a.name for a in settings.accounts}
 
 
 def rule_matches(rule: RuleSettings, event: WebhookEvent, account: str | None) -> bool:

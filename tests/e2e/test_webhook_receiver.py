@@ -176,6 +176,16 @@ def emu_and_rx(rx: RunningReceiver) -> Iterator[tuple[RunningEmulator, RunningRe
         yield emu, rx
 
 
+def _published_media(emu: RunningEmulator) -> str:
+    emu.state.add_account(ACCT, username="shop", token="t0k")
+    cid = httpx.post(f"{emu.base_url}/v23.0/{ACCT}/media",
+                     data={"image_url": "https://cdn.example/a.jpg", "access_token": "t0k"}).json()["id"]
+    emu.state.advance(5)
+    media_id: str = httpx.post(f"{emu.base_url}/v23.0/{ACCT}/media_publish",
+                               data={"creation_id": cid, "access_token": "t0k"}).json()["id"]
+    return media_id
+
+
 def _deliver(emu: RunningEmulator, **body: Any) -> dict[str, Any]:
     r = httpx.post(f"{emu.base_url}/_emulator/webhooks/deliver", json=body, timeout=30)
     assert r.status_code == 200, r.text
@@ -187,12 +197,7 @@ def test_emulator_batches_delivered_three_times_hand_over_the_same_keys(
     emu_and_rx: tuple[RunningEmulator, RunningReceiver],
 ) -> None:
     emu, rx = emu_and_rx
-    emu.state.add_account(ACCT, username="shop", token="t0k")
-    media_id = httpx.post(f"{emu.base_url}/v23.0/{ACCT}/media",
-                          data={"image_url": "https://cdn.example/a.jpg", "access_token": "t0k"}).json()["id"]
-    emu.state.advance(5)
-    published = httpx.post(f"{emu.base_url}/v23.0/{ACCT}/media_publish",
-                           data={"creation_id": media_id, "access_token": "t0k"}).json()["id"]
+    published = _published_media(emu)
     events = [
         {"kind": "message", "account": ACCT, "sender_id": "42", "text": "Hi there"},
         {"kind": "postback", "account": ACCT, "sender_id": "42", "title": "Help",
@@ -247,3 +252,27 @@ def test_emulator_webhook_control_refuses_bad_requests(emulator: RunningEmulator
     unreachable = httpx.post(f"{base}/deliver",
                              json={"events": [{"kind": "message", "account": "1"}]}).json()
     assert unreachable["deliveries"][0]["status"] is None
+
+
+def test_a_receiver_from_settings_reads_its_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scheduler.config import SecretMissing, settings_from_dict
+    from scheduler.engage.receiver import receiver_from_settings
+
+    s = settings_from_dict({"webhooks": {"listen": "127.0.0.1:0", "path": "/hook",
+                                         "app_secret_env": "IGS_T_APP", "verify_token_env": "IGS_T_VERIFY"}}, "t")
+    monkeypatch.delenv("IGS_T_APP", raising=False)
+    monkeypatch.setenv("IGS_T_VERIFY", "verify-value")
+    with pytest.raises(SecretMissing, match="IGS_T_APP"):
+        receiver_from_settings(s.webhooks, MemorySink())
+    monkeypatch.setenv("IGS_T_APP", "app-secret-value")
+    receiver = receiver_from_settings(s.webhooks, MemorySink())
+    assert receiver.config.path == "/hook" and receiver.config.app_secret == "app-secret-value"
+    assert "secret-value" not in repr(receiver.config) and "verify-value" not in repr(receiver.config)
+
+
+def test_emulator_bad_options_add_no_comment(emulator: RunningEmulator) -> None:
+    media = _published_media(emulator)
+    r = httpx.post(f"{emulator.base_url}/_emulator/webhooks/deliver", json={
+        "url": "http://127.0.0.1:9/", "app_secret": "s", "repeat": 0,
+        "events": [{"kind": "comment", "account": ACCT, "media_id": media, "text": "x"}]})
+    assert r.status_code == 400 and emulator.state.comments(media) == []

@@ -6,7 +6,7 @@ from typing import Any
 
 from scheduler.config import RuleSettings, settings_from_dict
 from scheduler.engage.events import WebhookEvent
-from scheduler.engage.rules import plan_actions, rule_matches
+from scheduler.engage.rules import account_names, plan_actions, rule_matches
 
 ACCT = "17841400000000001"
 ACCOUNTS = [{"name": "shop", "ig_user_id": ACCT, "token_env": "T"},
@@ -92,3 +92,8 @@ def test_a_mention_reply_names_the_media_and_a_caption_mention_plans_nothing() -
         "reply", "17", {"text": "Thanks!", "mention": True, "media_id": "18"})
     in_caption = WebhookEvent(kind="mention", ig_account_id=ACCT, dedup_key="k", media_id="18")
     assert plan_actions([rule], in_caption, 5, "shop") == []
+
+
+def test_account_names_by_ig_id() -> None:
+    s = settings_from_dict({"accounts": ACCOUNTS}, "t")
+    assert account_names(s) == {ACCT: "shop", "17841400000000002": "blog"}
