@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -119,6 +121,118 @@ class LimitSettings(_Strict):
     throttle_backoff_s: Annotated[float, Field(gt=0)] = 600.0
 
 
+class SecretsSettings(_Strict):
+    # None: igsched creates igsched.key (mode 0600) in its state directory on first use
+    key_file: Path | None = None
+
+
+class TokenSettings(_Strict):
+    refresh_days_left: Annotated[float, Field(gt=0, lt=60)] = 30.0
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """"host:port" (IPv6 in brackets: "[::1]:9464") → (host, port)."""
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"listen must be host:port (e.g. 127.0.0.1:9464), not {value!r}")
+    return host, int(port)
+
+
+class MetricsSettings(_Strict):
+    listen: str | None = None  # e.g. 127.0.0.1:9464; None: no metrics endpoint
+
+    @model_validator(mode="after")
+    def _listen_form(self) -> MetricsSettings:
+        if self.listen is not None:
+            parse_listen(self.listen)
+        return self
+
+
+NotifyEvent = Literal["post_failed", "needs_reauth", "token_expiring", "post_late", "action_failed"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = get_args(NotifyEvent)
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class NotifyTarget(_Strict):
+    """Where events go: a URL (POST, signed) or a command (the JSON on standard input)."""
+
+    url: str | None = None
+    command: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = None
+    secret_env: str | None = None  # HMAC key of X-Igsched-Signature-256
+    secret_file: Path | None = None
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    on: list[NotifyEvent] = Field(default_factory=lambda: list(NOTIFY_EVENTS))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml11_on(cls, data: Any) -> Any:
+        # YAML 1.1 reads a bare `on:` key as the boolean true
+        if isinstance(data, dict) and True in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> NotifyTarget:
+        if (self.url is None) == (self.command is None):
+            raise ValueError("give exactly one of url or command")
+        if self.url is not None:
+            parts = urlsplit(self.url)
+            if parts.scheme not in ("https", "http") or not parts.hostname:
+                raise ValueError("url must be an https:// URL")
+            if parts.scheme == "http" and not _loopback(parts.hostname):
+                raise ValueError("url must be https (plain http only to a loopback address)")
+            if parts.username or parts.password:
+                raise ValueError("url must not carry a user name or password")
+        elif self.secret_env is not None or self.secret_file is not None:
+            raise ValueError("secret_env / secret_file apply to url targets only")
+        if self.secret_env is not None and self.secret_file is not None:
+            raise ValueError("give at most one of secret_env or secret_file")
+        return self
+
+    def secret(self) -> bytes | None:
+        """The signing key, read now (None: unsigned). The message never holds the secret."""
+        if self.secret_env is not None:
+            value = os.environ.get(self.secret_env)
+            if not value:
+                raise TokenMissing(f"notify target {self.label()}: environment variable "
+                                   f"{self.secret_env} is not set")
+            return value.strip().encode()
+        if self.secret_file is not None:
+            try:
+                return self.secret_file.read_text().strip().encode()
+            except OSError as e:
+                raise TokenMissing(f"notify target {self.label()}: cannot read secret_file "
+                                   f"{self.secret_file}: {e.strerror}") from None
+        return None
+
+    def label(self) -> str:
+        """How logs name the target: the URL without its query, or the program."""
+        if self.url is not None:
+            p = urlsplit(self.url)
+            return f"{p.scheme}://{p.netloc}{p.path}"
+        assert self.command is not None
+        return self.command[0]
+
+
+class NotificationSettings(_Strict):
+    """Delivery of `notify` events (the targets themselves are the `notify` list)."""
+
+    # post_late: a post published, or deferred, this long after its time
+    late_after_s: Annotated[float, Field(gt=0)] = 300.0
+    retry_base_s: Annotated[float, Field(gt=0)] = 30.0
+    retry_cap_s: Annotated[float, Field(gt=0)] = 3600.0
+    give_up_after_s: Annotated[float, Field(gt=0)] = 2 * 86400.0
+
+
 class Settings(_Strict):
     database: DatabaseSettings = DatabaseSettings()
     graph: GraphSettings = GraphSettings()
@@ -129,7 +243,13 @@ class Settings(_Strict):
     preflight: PreflightSettings = PreflightSettings()
     retries: RetrySettings = RetrySettings()
     limits: LimitSettings = LimitSettings()
+    secrets: SecretsSettings = SecretsSettings()
+    tokens: TokenSettings = TokenSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    notify: list[NotifyTarget] = []
+    notifications: NotificationSettings = NotificationSettings()
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
     @model_validator(mode="after")
     def _unique_accounts(self) -> Settings:
