@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from scheduler.clock import utcnow
 from scheduler.graph import CallRecord, GraphClient, GraphError
 from scheduler.service.tokens import Failure, TokenFacts, judge_failure, refreshed
-from scheduler.clock import utcnow
 
 emulator = pytest.importorskip("scheduler.emulator")
 
