@@ -134,7 +134,7 @@ def parse_listen(value: str) -> tuple[str, int]:
     """"host:port" (IPv6 in brackets: "[::1]:9464") → (host, port)."""
     host, sep, port = value.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"listen must be host:port (e.g. 127.0.0.1:9464), not {value!r}")
     return host, int(port)
 
