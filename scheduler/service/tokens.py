@@ -9,9 +9,11 @@ expire and are left alone.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Literal
 from urllib.parse import urlsplit
 
 from scheduler.graph.errors import ErrorClass, GraphError, GraphUnavailable
@@ -157,3 +159,23 @@ def expiry_warning(expires_at: datetime | None, now: datetime) -> int | None:
 
 def seconds_left(expires_at: datetime | None, now: datetime) -> float | None:
     return None if expires_at is None else (expires_at - now).total_seconds()
+
+
+def fingerprint(token: str) -> str:
+    """A one-way name for a token, so a new login can be noticed without storing the token.
+
+    Unkeyed on purpose: rotating the encryption key must not make the configured token look
+    new (it would replace a refreshed token with the stale configured one). Access tokens are
+    long random strings, so the digest gives nothing away.
+    """
+    return hashlib.sha256(b"igsched-token:" + token.encode("utf-8")).hexdigest()
+
+
+def choose_token(
+    configured: str, seeded_fingerprint: str | None, has_refreshed: bool
+) -> Literal["config", "refreshed"]:
+    """Which token an account uses: the refreshed one, unless the configuration holds a token
+    other than the one the account was seeded with (a new login), which then wins."""
+    if not has_refreshed or seeded_fingerprint != fingerprint(configured):
+        return "config"
+    return "refreshed"

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from scheduler.clock import utcnow
 from scheduler.graph import CallRecord, GraphClient, GraphError
+from scheduler.service.refresh import attempt_refresh
 from scheduler.service.tokens import Failure, TokenFacts, judge_failure, refreshed
 
 emulator = pytest.importorskip("scheduler.emulator")
@@ -97,3 +100,31 @@ def test_an_expired_token_cannot_be_refreshed(emu: Any) -> None:
     assert (err.code, err.subcode) == (190, 463)
     assert judge_failure(TokenFacts(seen_at=now), now, err).kind is Failure.NEEDS_REAUTH
     assert OLD not in str(err)
+
+
+def test_attempt_refresh_success_too_young_and_gone(
+    emu: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = utcnow()
+
+    async def attempt(token: str, facts: TokenFacts) -> Any:
+        async with GraphClient(emu.base_url, "v23.0", 10.0) as client:
+            return await attempt_refresh(client, "shop", token, facts, now)
+
+    emu.state.set_token(IG, OLD, age_s=3600)
+    with caplog.at_level(logging.DEBUG, logger="scheduler.service.refresh"):
+        young = asyncio.run(attempt(OLD, TokenFacts(seen_at=now)))
+    assert young.new_token is None and young.failure.kind is Failure.TOO_YOUNG
+    assert young.facts.not_before is not None
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG]  # quietly
+
+    emu.state.set_token(IG, OLD, age_s=40 * 86400, lifetime_s=60 * 86400)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="scheduler.service.refresh"):
+        done = asyncio.run(attempt(OLD, TokenFacts(seen_at=now)))
+    assert done.failure is None and done.new_token and done.new_token != OLD
+    assert done.facts.refreshed and done.facts.expires_at is not None
+    assert done.new_token not in repr(done) and done.new_token not in caplog.text
+
+    gone = asyncio.run(attempt(OLD, TokenFacts(seen_at=now - timedelta(days=40))))
+    assert gone.failure.kind is Failure.NEEDS_REAUTH  # the old token died with the refresh

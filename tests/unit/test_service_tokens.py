@@ -13,7 +13,9 @@ from scheduler.service.tokens import (
     Flavour,
     TokenFacts,
     Verdict,
+    choose_token,
     expiry_warning,
+    fingerprint,
     flavour,
     judge_failure,
     plan_refresh,
@@ -105,3 +107,12 @@ def test_expiry_warnings_at_seven_and_one_day() -> None:
     assert expiry_warning(exp, exp - 2 * DAY) == 7
     assert expiry_warning(exp, exp - timedelta(hours=23)) == 1
     assert expiry_warning(exp, exp) is None  # expired: that is needs_reauth, not a warning
+
+
+def test_a_new_configured_token_wins_over_the_refreshed_one() -> None:
+    seeded = fingerprint("IGAA-first-login")
+    assert seeded != fingerprint("IGAA-second-login") and "IGAA" not in seeded
+    assert choose_token("IGAA-first-login", seeded, has_refreshed=True) == "refreshed"
+    assert choose_token("IGAA-second-login", seeded, has_refreshed=True) == "config"
+    assert choose_token("IGAA-first-login", seeded, has_refreshed=False) == "config"
+    assert choose_token("IGAA-first-login", None, has_refreshed=True) == "config"
