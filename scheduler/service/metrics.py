@@ -135,10 +135,14 @@ class Metrics:
     def forget_accounts(self, keep: Iterable[str]) -> None:
         """Drop per-account series of accounts no longer configured."""
         keep = set(keep)
-        for gauge in (self.quota_used, self.quota_total, self.token_seconds_left):
-            for labels in list(gauge._metrics):  # prometheus_client has no public listing
+        per_account: tuple[Gauge | Histogram, ...] = (
+            self.quota_used, self.quota_total, self.token_seconds_left, self.usage_pct,
+            self.publish_lateness,
+        )
+        for metric in per_account:  # the account is the first label of each
+            for labels in list(metric._metrics):  # prometheus_client has no public listing
                 if labels[0] not in keep:
-                    gauge.remove(*labels)
+                    metric.remove(*labels)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -166,6 +166,8 @@ def load_cipher(key_file: Path | None, database_url: str) -> TokenCipher:
         except OSError as e:
             raise KeyFileError(f"cannot create key file {path}: {e.strerror}") from None
         if made:
-            log.warning("created key file %s for tokens stored encrypted; back it up, or set "
-                        "secrets.key_file", path)
+            shared = not database_url.startswith("sqlite")
+            log.warning("created key file %s for tokens stored encrypted; back it up%s", path,
+                        ": every daemon sharing this database needs this key (secrets.key_file)"
+                        if shared else ", or set secrets.key_file")
     return read_key_file(path)

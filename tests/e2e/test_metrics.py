@@ -102,6 +102,8 @@ def test_registries_are_separate_and_unknown_tokens_drop_their_series() -> None:
     assert "igsched_api_calls_total{" not in text_b
     assert "igsched_token_seconds_left{" not in a.render().decode()
     a.set_quota("gone", 1, 2)
+    a.observe_lateness("gone", 1.0)
+    a.set_usage("gone", Usage(app=UsageFigures(1, 1, 1)))
     a.forget_accounts(["shop"])
     assert 'account="gone"' not in a.render().decode()
 

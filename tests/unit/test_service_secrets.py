@@ -130,3 +130,13 @@ def test_state_dir_choice(tmp_path: Path) -> None:
     )
     assert state_dir("postgresql+psycopg://u@h/db", env) == tmp_path / ".local/state/igsched"
     assert state_dir("sqlite://", {"XDG_STATE_HOME": "/xdg"}) == Path("/xdg/igsched")
+
+
+def test_a_key_made_for_a_shared_database_says_every_daemon_needs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    with caplog.at_level(logging.WARNING, logger="scheduler.service.secrets"):
+        cipher = load_cipher(None, "postgresql+psycopg://igsched@db/igsched")
+    assert cipher.key_file == tmp_path / "state" / KEY_FILE_NAME
+    assert "every daemon sharing this database needs this key" in caplog.text
