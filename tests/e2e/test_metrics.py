@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from datetime import UTC, datetime
@@ -129,3 +130,45 @@ def test_sample_dashboard_uses_only_metrics_we_export() -> None:
     }
     used = {m for e in exprs for m in re.findall(r"\bigsched_[a-z_]+", e)}
     assert used and used <= exported, used - exported
+
+
+def test_calls_to_the_fake_api_are_counted_by_endpoint_and_outcome() -> None:
+    emulator = __import__("scheduler.emulator", fromlist=["RunningEmulator"])
+    from scheduler.graph import GraphClient, GraphError, call_context
+
+    ig, token = "17841400000000001", "IGAAmetrics-token-0123456789abcdef"
+    metrics = Metrics()
+
+    def on_call(record: CallRecord) -> None:
+        metrics.observe_call(record)
+        if record.account:
+            metrics.set_usage(record.account, record.usage, ig)
+
+    async def main() -> None:
+        async with GraphClient(running.base_url, "v23.0", 10.0, on_call=on_call) as client:
+            with call_context(account="shop"):
+                image = {"image_url": "https://cdn.example.com/a.jpg"}
+                cid = await client.create_container(ig, token, image)
+                for _ in range(40):
+                    if (await client.container_status(cid, token)).status_code == "FINISHED":
+                        break
+                    running.state.advance(1.0)
+                await client.publish(ig, token, cid)
+                with contextlib.suppress(GraphError):
+                    await client.publish(ig, "IGAAwrong-token-0123456789abcdefgh", cid)
+
+    with emulator.RunningEmulator() as running:
+        running.state.add_account(ig, username="shop", token=token)
+        running.state.force_usage(ig, 42)
+        asyncio.run(main())
+    metrics.observe_lateness("shop", 0.2)
+    _, fams, _ = _scrape(metrics)
+    calls = {(s.labels["endpoint"], s.labels["outcome"]): s.value
+             for s in fams["igsched_api_calls"].samples if s.name.endswith("_total")}
+    assert calls[("POST /{ig-user-id}/media", "ok")] == 1
+    assert calls[("POST /{ig-user-id}/media_publish", "ok")] == 1
+    assert calls[("POST /{ig-user-id}/media_publish", "auth")] == 1
+    assert calls[("GET /{container-id}", "ok")] >= 1
+    usage = [s for s in fams["igsched_usage_percent"].samples if s.labels["account"] == "shop"]
+    assert max(s.value for s in usage if s.labels["header"] == "business_use_case") == 42
+    assert token not in metrics.render().decode()
