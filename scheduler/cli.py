@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ import click
 from scheduler import __version__
 from scheduler.config import Settings, find_config_path, load_settings
 from scheduler.lifecycle import ACTIVE, FINISHED
+from scheduler.logformat import setup_logging
 from scheduler.problems import InvalidInput, Problem
 from scheduler.store import Store
 from scheduler.store.engine import (
@@ -91,11 +91,8 @@ class Ctx:
             raise DatabaseUnreachable(f"cannot use database {safe_url(s.database.url)}: {e}") from None
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+def _setup_logging(level: str, fmt: str = "text") -> None:
+    setup_logging(level, fmt)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -116,7 +113,7 @@ def run(obj: Ctx) -> None:
     from scheduler.daemon import Daemon
 
     settings = obj.settings()
-    _setup_logging(settings.log_level)
+    _setup_logging(settings.log_level, settings.log_format)
     store = obj.store(upgrade=True)
     sys.exit(asyncio.run(Daemon(settings, store).run()))
 

@@ -7,7 +7,8 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -168,8 +169,6 @@ def is_loopback_host(host: str) -> bool:
 def check_outbound_url(url: str) -> str:
     """An https URL, or http to a loopback address (local relays and tests). Credentials in
     the URL are refused: URLs appear in logs, secrets must not."""
-    from urllib.parse import urlsplit
-
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -210,8 +209,6 @@ class ForwardSettings(_Strict):
 
 def _url_for_messages(url: str) -> str:
     """Scheme and host only: a webhook URL's path is often a secret of its own."""
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
 
@@ -352,6 +349,92 @@ class RuleSettings(_Strict):
         return None if self.match is None else re.compile(self.match, re.IGNORECASE)
 
 
+class SecretsSettings(_Strict):
+    # None: igsched creates igsched.key (mode 0600) in its state directory on first use
+    key_file: Path | None = None
+
+
+class TokenSettings(_Strict):
+    refresh_days_left: Annotated[float, Field(gt=0, lt=60)] = 30.0
+
+
+class MetricsSettings(_Strict):
+    listen: str | None = None  # e.g. 127.0.0.1:9464; None: no metrics endpoint
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_listen(v)
+        return v
+
+
+NotifyEvent = Literal["post_failed", "needs_reauth", "token_expiring", "post_late", "action_failed"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = get_args(NotifyEvent)
+
+
+class NotifyTarget(_Strict):
+    """Where events go: a URL (POST, signed) or a command (the JSON on standard input)."""
+
+    url: str | None = None
+    command: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = None
+    secret_env: str | None = None  # HMAC key of X-Igsched-Signature-256
+    secret_file: Path | None = None
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    on: list[NotifyEvent] = Field(default_factory=lambda: list(NOTIFY_EVENTS))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml11_on(cls, data: Any) -> Any:
+        # YAML 1.1 reads a bare `on:` key as True; load_settings keeps it a string, and
+        # this catches documents parsed elsewhere
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        return None if v is None else check_outbound_url(v)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> NotifyTarget:
+        if (self.url is None) == (self.command is None):
+            raise ValueError("give exactly one of url or command")
+        if self.url is None and (self.secret_env is not None or self.secret_file is not None):
+            raise ValueError("secret_env / secret_file apply to url targets only")
+        _one_source(self.secret_env, self.secret_file, "secret_env", "secret_file")
+        return self
+
+    def secret(self) -> bytes | None:
+        """The signing key, read now (None: unsigned). The message never holds the secret."""
+        if self.secret_env is None and self.secret_file is None:
+            return None
+        try:
+            return _read_secret(f"notify target {self.label()}", self.secret_env,
+                                self.secret_file).encode()
+        except SecretMissing as e:
+            raise TokenMissing(str(e)) from None
+
+    def label(self) -> str:
+        """How logs name the target: the URL without its query, or the program."""
+        if self.url is not None:
+            p = urlsplit(self.url)
+            return f"{p.scheme}://{p.netloc}{p.path}"
+        assert self.command is not None
+        return self.command[0]
+
+
+class NotificationSettings(_Strict):
+    """Delivery of `notify` events (the targets themselves are the `notify` list)."""
+
+    # post_late: a post published, or deferred, this long after its time
+    late_after_s: Annotated[float, Field(gt=0)] = 300.0
+    retry_base_s: Annotated[float, Field(gt=0)] = 30.0
+    retry_cap_s: Annotated[float, Field(gt=0)] = 3600.0
+    give_up_after_s: Annotated[float, Field(gt=0)] = 2 * 86400.0
+
+
 class Settings(_Strict):
     database: DatabaseSettings = DatabaseSettings()
     graph: GraphSettings = GraphSettings()
@@ -364,7 +447,13 @@ class Settings(_Strict):
     limits: LimitSettings = LimitSettings()
     webhooks: WebhookSettings = WebhookSettings()
     rules: list[RuleSettings] = []
+    secrets: SecretsSettings = SecretsSettings()
+    tokens: TokenSettings = TokenSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    notify: list[NotifyTarget] = []
+    notifications: NotificationSettings = NotificationSettings()
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
     @model_validator(mode="after")
     def _unique_accounts(self) -> Settings:

@@ -30,6 +30,7 @@ from .usage import UsageMeter
 
 DEFAULT_PROCESSING_S = {"image": 0.3, "video": 2.0}
 TOKEN_LIFETIME_S = 60 * 86400
+TOKEN_MIN_REFRESH_AGE_S = 86400  # Meta: a token must be at least 24 h old to be refreshed
 
 
 class StateCore:
@@ -99,6 +100,7 @@ class StateCore:
                 acct.username = username
             acct.token = token
             acct.token_expired = False
+            acct.token_issued_at = acct.token_expires_at = None
             acct.quota_total = int(quota_total)
             acct.quota_duration = int(quota_duration)
             for key, value in profile.items():
@@ -122,12 +124,29 @@ class StateCore:
         with self.lock:
             self._account(str(ig_user_id)).token_expired = True
 
-    def set_token(self, ig_user_id: str, token: str | None) -> None:
-        """Bind a token to the account (None: accept any) and clear an expiry."""
+    def set_token(
+        self,
+        ig_user_id: str,
+        token: str | None,
+        age_s: float | None = None,
+        lifetime_s: float | None = None,
+    ) -> None:
+        """Bind a token to the account (None: accept any) and clear an expiry.
+
+        `age_s`: the token was issued that long ago (None: old enough to refresh);
+        `lifetime_s`: it expires that long after issue (None: never by itself).
+        """
         with self.lock:
             acct = self._account(str(ig_user_id))
             acct.token = token
             acct.token_expired = False
+            issued = self.now() - age_s if age_s is not None else None
+            acct.token_issued_at = issued
+            acct.token_expires_at = (
+                (issued if issued is not None else self.now()) + lifetime_s
+                if lifetime_s is not None
+                else None
+            )
 
     @property
     def accounts(self) -> dict[str, dict[str, Any]]:
@@ -164,6 +183,8 @@ class StateCore:
             acct = self._accounts.get(account_id) if account_id else None
             if acct is None:
                 return
+            if acct.token_expires_at is not None and self.now() >= acct.token_expires_at:
+                acct.token_expired = True
             if acct.token_expired:
                 raise GraphError(
                     190,
@@ -177,13 +198,25 @@ class StateCore:
                 raise GraphError(190, "Invalid OAuth access token - Cannot parse access token")
 
     def refresh_token(self, token: str | None, params: dict[str, str]) -> dict[str, Any]:
-        """GET /refresh_access_token: a new 60-day token for the token's account."""
+        """GET /refresh_access_token: a new 60-day token for the token's account.
+
+        The old token stops working at once. A token younger than 24 h is refused (Meta's
+        exact answer for that is not documented: this one is the emulator's choice).
+        """
         with self.lock:
             if params.get("grant_type") != "ig_refresh_token":
                 raise invalid_parameter("grant_type must be ig_refresh_token")
             acct = self.account_for_token(token)
             self.check_auth(acct.ig_user_id, token)
+            issued = acct.token_issued_at
+            if issued is not None and self.now() - issued < TOKEN_MIN_REFRESH_AGE_S:
+                raise GraphError(
+                    100,
+                    "The access token is less than 24 hours old and cannot be refreshed yet.",
+                )
             acct.token = "IGAA" + secrets.token_hex(24)
+            acct.token_issued_at = self.now()
+            acct.token_expires_at = self.now() + TOKEN_LIFETIME_S
             return {
                 "access_token": acct.token,
                 "token_type": "bearer",

@@ -33,6 +33,8 @@ class Account:
     username: str
     token: str | None = None  # None: any non-empty token is accepted
     token_expired: bool = False
+    token_issued_at: float | None = None  # None: old enough to refresh
+    token_expires_at: float | None = None  # None: no expiry of its own
     quota_total: int = 50
     quota_duration: int = 86400
     name: str = ""
@@ -50,6 +52,8 @@ class Account:
             "username": self.username,
             "has_token": self.token is not None,
             "token_expired": self.token_expired,
+            "token_issued_at": self.token_issued_at,
+            "token_expires_at": self.token_expires_at,
             "quota_total": self.quota_total,
             "quota_duration": self.quota_duration,
             "name": self.name,

@@ -216,7 +216,10 @@ class EmulatorState(PublishingOps, CommentOps):
                 self.expire_token(account)
         elif key == "set_token":
             for item in items(value):
-                self.set_token(item["ig_user_id"], item.get("token"))
+                self.set_token(
+                    item["ig_user_id"], item.get("token"), item.get("age_s"),
+                    item.get("lifetime_s"),
+                )
         else:
             raise ValueError(f"unknown setting {key!r}")
 

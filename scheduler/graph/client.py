@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -105,6 +105,12 @@ class PublishingLimit:
     quota_usage: int
     quota_total: int
     quota_duration: int  # seconds
+
+
+@dataclass(frozen=True)
+class RefreshedToken:
+    access_token: str = field(repr=False)
+    expires_in: int | None  # seconds; None when the answer did not say
 
 
 class _GraphSettingsLike(Protocol):
@@ -544,6 +550,23 @@ class GraphClient:
             quota_total=_as_int(config.get("quota_total")),
             quota_duration=_as_int(config.get("quota_duration"), 86400),
         )
+
+    async def refresh_token(self, token: str) -> RefreshedToken:
+        """GET /refresh_access_token (Instagram Login): a new long-lived token for `token`.
+
+        Unversioned, as Meta documents it. The token goes in the Authorization header like
+        every other call, never into the URL.
+        """
+        body, _ = await self._send(
+            "GET",
+            f"{self.base_url}/refresh_access_token",
+            token=token,
+            endpoint="GET /refresh_access_token",
+            params={"grant_type": "ig_refresh_token"},
+            require=("access_token",),
+        )
+        expires_in = _as_int(body.get("expires_in"), -1)
+        return RefreshedToken(str(body["access_token"]), expires_in if expires_in > 0 else None)
 
     # --- reads -----------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Running for months: stored-token encryption, token refresh decisions, notifications, metrics."""
