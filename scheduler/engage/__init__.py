@@ -1,0 +1,1 @@
+"""Engagement: messages to people, comment moderation, profiles (pure parts first)."""
