@@ -45,6 +45,24 @@ class CommentOps(StateCore):
                 self._comments[parent_id].replies.append(comment.id)
             return comment.id
 
+    def add_comments(
+        self,
+        media_id: str,
+        count: int,
+        text: str = "comment",
+        username: str = "visitor",
+        *,
+        parent_id: str | None = None,
+    ) -> list[str]:
+        """`count` comments ("<text> 0", "<text> 1", ...; each from "<username><i>")."""
+        if not 0 < count <= 100_000:
+            raise ValueError("count must be 1-100000")
+        with self.lock:
+            return [
+                self.add_comment(media_id, f"{text} {i}", f"{username}{i}", parent_id)
+                for i in range(count)
+            ]
+
     def post_comment(self, media_id: str, params: dict[str, str], token: str | None) -> str:
         """POST /{media-id}/comments, as the token's account."""
         with self.lock:

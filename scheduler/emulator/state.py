@@ -27,6 +27,7 @@ from .faults import (
     Injection,
     roll,
 )
+from .messaging import MessagingOps
 from .processing import MediaRule
 from .publishing import PublishingOps
 from .usage import Verdict
@@ -40,7 +41,7 @@ _PLAIN_SETTINGS: dict[str, type] = {
 }
 
 
-class EmulatorState(PublishingOps, CommentOps):
+class EmulatorState(PublishingOps, CommentOps, MessagingOps):
     """Everything the fake Graph API knows, and the switches that change its behaviour.
 
     `EmulatorState(clock=time.time, seed=0)`; `clock_offset_s` (settable) and `advance()`
@@ -130,7 +131,9 @@ class EmulatorState(PublishingOps, CommentOps):
             raise ValueError("a late answer can only be injected on media_publish")
         with self.lock:
             self._fault_injections.append(
-                FaultInjection(endpoint, kind, int(count), None if account is None else str(account))
+                FaultInjection(
+                    endpoint, kind, int(count), None if account is None else str(account)
+                )
             )
 
     # usage budgets and forcing
