@@ -34,7 +34,6 @@ from .fields import parse_fields, select
 from .mediafiles import add_media_routes
 from .messaging import person_node_fields
 from .render import (
-    MAX_COMMENTS_PAGE,
     MAX_MEDIA_PAGE,
     account_node,
     comment_node,
@@ -279,7 +278,7 @@ def _comments(c: Call) -> dict[str, Any]:
     if c.method == "POST":
         return {"id": c.state.post_comment(c.node, _without_fields(c.params), c.token)}
     items = c.state.top_level_comments(c.node)
-    page, paging = paginate(items, c.params, c.link, max_limit=MAX_COMMENTS_PAGE)
+    page, paging = paginate(items, c.params, c.link, max_limit=c.state.comments_page_limit())
     sel = c.fields()
     out: dict[str, Any] = {"data": [comment_node(c.state, cm, sel, _base(c)) for cm in page]}
     if paging:
@@ -292,7 +291,9 @@ def _replies(c: Call) -> dict[str, Any]:
     if c.method == "POST":
         return {"id": c.state.post_reply(c.node, _without_fields(c.params), c.token)}
     items = c.state.replies(c.node)
-    page, paging = paginate(items, c.params, c.link, max_limit=MAX_COMMENTS_PAGE, descending=False)
+    page, paging = paginate(
+        items, c.params, c.link, max_limit=c.state.comments_page_limit(), descending=False
+    )
     sel = c.fields()
     out: dict[str, Any] = {"data": [comment_node(c.state, cm, sel, _base(c)) for cm in page]}
     if paging:

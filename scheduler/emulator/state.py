@@ -184,6 +184,8 @@ class EmulatorState(PublishingOps, CommentOps, MessagingOps):
             setattr(self, key, _PLAIN_SETTINGS[key](value))
         elif key == "default_processing_s":
             self.default_processing_s.update({k: float(v) for k, v in dict(value).items()})
+        elif key == "comments_page_cap":
+            self.comments_page_cap = None if value is None else int(value)
         elif key == "containers_per_day":
             self.containers_per_day = None if value is None else int(value)
         elif key == "seed":
@@ -231,6 +233,7 @@ class EmulatorState(PublishingOps, CommentOps, MessagingOps):
                 "default_processing_s": dict(self.default_processing_s),
                 "container_ttl_s": self.container_ttl_s,
                 "containers_per_day": self.containers_per_day,
+                "comments_page_cap": self.comments_page_cap,
                 "stories_count_against_quota": self.stories_count_against_quota,
                 "request_log_limit": self.request_log_limit,
                 "faults": self.faults.snapshot(),
