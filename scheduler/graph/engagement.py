@@ -396,6 +396,28 @@ class EngagementMixin:
         )
         return [_comment_info(item, None) for item in raw]
 
+    async def comment_info(self, comment_id: str, token: str) -> CommentInfo:
+        """One comment (GET /{comment-id}), e.g. its timestamp for the 7-day rule."""
+        body, _ = await self.request(
+            "GET",
+            _seg(comment_id),
+            token,
+            params={"fields": ",".join(REPLY_LIST_FIELDS)},
+            endpoint_name="GET /{comment-id}",
+            require=("id",),
+        )
+        return _comment_info(body, None)
+
+    async def find_reply(
+        self, comment_id: str, token: str, *, username: str, text: str
+    ) -> CommentInfo | None:
+        """The account's own reply with this text, if it exists: a public reply whose answer
+        was lost is looked for here before it is sent again."""
+        for reply in await self.list_replies(comment_id, token, limit=None):
+            if reply.username == username and reply.text == text:
+                return reply
+        return None
+
     async def reply_to_comment(self, comment_id: str, token: str, message: str) -> str:
         """A public reply (POST /{comment-id}/replies) → the reply's id."""
         body, _ = await self.request(

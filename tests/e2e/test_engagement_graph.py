@@ -442,3 +442,37 @@ def test_profile_default_and_chosen_fields(emu: RunningEmulator) -> None:
     assert chosen.name is None
     bad = refusal(emu, lambda c: c.profile(PERSON, TOKEN, fields=("email",)))
     assert bad.code == 100
+
+
+# --------------------------------------------------------------------------- lost answers
+def test_lost_answers_are_ambiguous_and_a_lost_reply_can_be_found(emu: RunningEmulator) -> None:
+    media_id = publish_image(emu)
+    comment = emu.state.add_comment(media_id, "where is it sold?", username="fan")
+
+    emu.state.inject_fault("messages", "drop_after")
+    lost_dm = refusal(emu, lambda c: c.send_text(TOKEN, PERSON, "Here"))
+    assert lost_dm.error_class is ErrorClass.AMBIGUOUS
+    assert len(emu.state.sent_messages()) == 1  # Meta had accepted it: never send it again
+
+    emu.state.inject_fault("comment", "drop_after")
+    lost_hide = refusal(emu, lambda c: c.hide_comment(comment, TOKEN))
+    assert lost_hide.error_class is ErrorClass.AMBIGUOUS
+    assert run(emu, lambda c: c.hide_comment(comment, TOKEN))[0] is True  # idempotent
+    assert run(emu, lambda c: c.unhide_comment(comment, TOKEN))[0] is True
+
+    emu.state.inject_fault("replies", "drop_after")
+    lost_reply = refusal(emu, lambda c: c.reply_to_comment(comment, TOKEN, "In our shop"))
+    assert lost_reply.error_class is ErrorClass.AMBIGUOUS
+    found, _ = run(emu, lambda c: c.find_reply(comment, TOKEN, username="shop", text="In our shop"))
+    assert found is not None and found.id == emu.state.comments(media_id)[-1]["id"]
+    missing, _ = run(emu, lambda c: c.find_reply(comment, TOKEN, username="shop", text="Other"))
+    assert missing is None
+
+
+def test_comment_info_gives_the_timestamp(emu: RunningEmulator) -> None:
+    media_id = publish_image(emu)
+    comment = emu.state.add_comment(media_id, "hello", username="fan", like_count=3)
+    info, records = run(emu, lambda c: c.comment_info(comment, TOKEN))
+    assert (info.id, info.text, info.username, info.like_count) == (comment, "hello", "fan", 3)
+    assert info.timestamp == emu.state.comments(media_id)[0]["timestamp"]
+    assert records[0].endpoint == "GET /{comment-id}"
