@@ -45,7 +45,6 @@ MAX_TITLE_CHARS = 20  # quick-reply and button titles
 MAX_PAYLOAD_CHARS = 1000
 MAX_URL_CHARS = 2000
 MAX_ID_DIGITS = 32
-DEFAULT_MESSAGE_FILE_BYTES = 256 * 1024
 
 TOP_KEYS = (
     "to",
@@ -378,7 +377,7 @@ def _content(c: _Checker, data: Mapping[str, Any]) -> Content | None:
     if form == "share":
         media_id = c.digits(data["share"], "share", "a media id")
         return MediaShare(media_id) if media_id else None
-    kind: AttachmentKind = form  # type: ignore[assignment]  # one of ATTACHMENT_KEYS here
+    kind = next(k for k in ATTACHMENT_KEYS if k == form)
     url = c.url(data[form], form)
     reusable = data.get("reusable", False)
     if not isinstance(reusable, bool):
@@ -461,8 +460,11 @@ def message_from_flags(
     return parse_message(data, source="command line")
 
 
-def load_message_file(path: Path, limit: int = DEFAULT_MESSAGE_FILE_BYTES) -> OutboundMessage:
-    """A message file (YAML, one message); InvalidInput naming the file and each field."""
+def load_message_file(path: Path, limit: int) -> OutboundMessage:
+    """A message file (YAML, one message); InvalidInput naming the file and each field.
+
+    `limit` is the size cap in bytes: pass `settings.queue.max_file_bytes`, the setting the
+    size problem names (message files are read like queue files)."""
     text = read_queue_text(path, limit)
     usable, doc, file_problems = load_queue_yaml(text, limit)
     problems = [Problem(str(path), p) for p in file_problems]

@@ -9,7 +9,6 @@ import pytest
 
 from scheduler.engage.messages import (
     Attachment,
-    ButtonTemplate,
     GenericTemplate,
     MediaShare,
     OutboundMessage,
@@ -24,6 +23,7 @@ from scheduler.problems import InvalidInput
 
 TO = "1234567890"
 SHOP = "https://shop.example.com"
+LIMIT = 5_000_000  # queue.max_file_bytes default
 
 
 def problems(data: Any) -> list[tuple[str | None, str]]:
@@ -395,27 +395,41 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_message_file_forms(tmp_path: Path) -> None:
-    m = load_message_file(
-        write(
-            tmp_path,
-            'to: "1234567890"\n'
-            "text: What's your favourite colour?\n"
-            "quick_replies: [{title: Red, payload: COLOR_RED}, {title: Blue, payload: COLOR_BLUE}]\n",
-        )
-    )
-    assert isinstance(m, OutboundMessage) and m.to == "1234567890"
-    m = load_message_file(
-        write(
-            tmp_path,
-            'to: "1234567890"\n'
-            "text: How can we help you today?\n"
-            "buttons:\n"
-            "  - {title: Visit Shop, url: https://shop.example.com}\n"
-            "  - {title: Contact Support, postback: CONTACT_SUPPORT}\n",
-        )
-    )
-    assert isinstance(m.content, ButtonTemplate) and len(m.content.buttons) == 2
+DESIGN_EXAMPLES = {
+    "button_template": """
+to: "1234567890"                 # an IGSID; or comment: "<comment id>" for a private reply
+text: How can we help you today?
+buttons:                         # button template: 1-3 buttons, text <= 640
+  - {title: Visit Shop, url: https://shop.example.com}
+  - {title: Contact Support, postback: CONTACT_SUPPORT}
+""",
+    "generic_template": """
+to: "1234567890"
+cards:                           # generic template: 1-10 cards
+  - title: Summer Collection     # <= 80
+    subtitle: New arrivals       # <= 80
+    image: https://example.com/summer.jpg
+    url: https://shop.example.com/summer      # the card's default action
+    buttons: [{title: Shop Now, url: https://shop.example.com/summer}]
+""",
+    "text": """
+to: "1234567890"
+text: What's your favourite colour?
+quick_replies: [{title: Red, payload: COLOR_RED}, {title: Blue, payload: COLOR_BLUE}]
+""",
+    "attachment": """
+to: "1234567890"
+video: https://cdn.example.com/clip.mp4
+reusable: true
+""",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DESIGN_EXAMPLES))
+def test_message_file_forms(tmp_path: Path, kind: str) -> None:
+    m = load_message_file(write(tmp_path, DESIGN_EXAMPLES[kind]), LIMIT)
+    assert isinstance(m, OutboundMessage)
+    assert (m.to, m.kind) == ("1234567890", kind)
 
 
 @pytest.mark.parametrize(
@@ -434,7 +448,7 @@ def test_message_file_problems_name_file_and_field(
 ) -> None:
     path = write(tmp_path, text)
     with pytest.raises(InvalidInput) as info:
-        load_message_file(path)
+        load_message_file(path, LIMIT)
     found = info.value.problems
     assert all(p.file == str(path) for p in found)
     assert any(p.field == field and fragment in p.message for p in found), found
@@ -443,10 +457,10 @@ def test_message_file_problems_name_file_and_field(
 
 def test_message_file_unreadable_or_too_big(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput) as info:
-        load_message_file(tmp_path)
+        load_message_file(tmp_path, LIMIT)
     assert "folder" in str(info.value)
     with pytest.raises(InvalidInput) as info:
         load_message_file(write(tmp_path, "to: '1'\ntext: " + "x" * 100 + "\n"), limit=50)
     assert "limit is 50 bytes" in str(info.value)
     with pytest.raises(InvalidInput):
-        load_message_file(tmp_path / "missing.yaml")
+        load_message_file(tmp_path / "missing.yaml", LIMIT)
