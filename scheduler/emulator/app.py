@@ -32,8 +32,8 @@ from .errors import (
 from .faults import FaultRoll
 from .fields import parse_fields, select
 from .mediafiles import add_media_routes
+from .messaging import person_node_fields
 from .render import (
-    MAX_COMMENTS_PAGE,
     MAX_MEDIA_PAGE,
     account_node,
     comment_node,
@@ -52,6 +52,7 @@ VERSION_RE = re.compile(r"^v\d+\.\d+$")
 DEFAULT_VERSION = "v23.0"
 MAX_BODY = 512 * 1024 * 1024  # resumable uploads carry whole videos
 _SECRET_PARAMS = ("access_token", "appsecret_proof")
+JSON_BODY_KEY = web.RequestKey("emulator_json_body", object)
 
 # (node kind, method, edge) → endpoint name
 _ENDPOINTS: dict[tuple[str, str, str | None], str] = {
@@ -71,6 +72,8 @@ _ENDPOINTS: dict[tuple[str, str, str | None], str] = {
     ("comment", "DELETE", None): "comment",
     ("comment", "GET", "replies"): "replies",
     ("comment", "POST", "replies"): "replies",
+    ("account", "POST", "messages"): "messages",
+    ("person", "GET", None): "profile",
 }
 
 
@@ -140,6 +143,7 @@ async def read_params(request: web.Request) -> dict[str, str]:
             if not isinstance(body, dict):
                 raise invalid_parameter("the JSON body must be an object")
             params.update({k: _as_param(v) for k, v in body.items()})
+            request[JSON_BODY_KEY] = body  # logged as sent, so tests can assert exact bodies
         elif ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
             form = await request.post()
             params.update({k: v for k, v in form.items() if isinstance(v, str)})
@@ -200,7 +204,7 @@ def route(state: EmulatorState, request: web.Request, params: dict[str, str]) ->
             call.endpoint = _ENDPOINTS.get((call.kind, method, edge), "unknown")
             call.error = object_missing(node, method)
             return call
-        call.kind, call.account = kind, owner
+        call.kind, call.account = kind, owner if owner is not None else token_account
     call.endpoint = _ENDPOINTS.get((call.kind, method, edge), "unknown")
     if node == "me" and call.endpoint == "user":
         call.endpoint = "me"
@@ -274,9 +278,9 @@ def _comments(c: Call) -> dict[str, Any]:
     if c.method == "POST":
         return {"id": c.state.post_comment(c.node, _without_fields(c.params), c.token)}
     items = c.state.top_level_comments(c.node)
-    page, paging = paginate(items, c.params, c.link, max_limit=MAX_COMMENTS_PAGE)
+    page, paging = paginate(items, c.params, c.link, max_limit=c.state.comments_page_limit())
     sel = c.fields()
-    out: dict[str, Any] = {"data": [comment_node(c.state, cm, sel) for cm in page]}
+    out: dict[str, Any] = {"data": [comment_node(c.state, cm, sel, _base(c)) for cm in page]}
     if paging:
         out["paging"] = paging
     return out
@@ -287,9 +291,11 @@ def _replies(c: Call) -> dict[str, Any]:
     if c.method == "POST":
         return {"id": c.state.post_reply(c.node, _without_fields(c.params), c.token)}
     items = c.state.replies(c.node)
-    page, paging = paginate(items, c.params, c.link, max_limit=MAX_COMMENTS_PAGE, descending=False)
+    page, paging = paginate(
+        items, c.params, c.link, max_limit=c.state.comments_page_limit(), descending=False
+    )
     sel = c.fields()
-    out: dict[str, Any] = {"data": [comment_node(c.state, cm, sel) for cm in page]}
+    out: dict[str, Any] = {"data": [comment_node(c.state, cm, sel, _base(c)) for cm in page]}
     if paging:
         out["paging"] = paging
     return out
@@ -303,11 +309,31 @@ def _comment(c: Call) -> dict[str, Any]:
     if c.method == "POST":
         c.state.hide_comment(c.node, _without_fields(c.params))
         return {"success": True}
-    return comment_node(c.state, c.state.get_comment(c.node), c.fields())
+    return comment_node(c.state, c.state.get_comment(c.node), c.fields(), _base(c))
+
+
+def _messages(c: Call) -> dict[str, Any]:
+    assert c.account is not None
+    return c.state.send_message(c.account, _without_fields(c.params))
+
+
+def _profile(c: Call) -> dict[str, Any]:
+    assert c.node is not None
+    person = c.state.get_person(c.node)
+    return select("User", person_node_fields(person), c.fields(), default=("name",))
 
 
 def _refresh(c: Call) -> dict[str, Any]:
     return c.state.refresh_token(c.token, c.params)
+
+
+def _without_secrets(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k not in _SECRET_PARAMS}
+
+
+def _base(c: Call) -> str:
+    """This server's Graph base URL, for `paging.next` of nested edges."""
+    return f"{c.request.scheme}://{c.request.host}/{c.version or DEFAULT_VERSION}"
 
 
 def _without_fields(params: dict[str, str]) -> dict[str, str]:
@@ -329,6 +355,8 @@ HANDLERS: dict[str, Handler] = {
     "replies": _replies,
     "comment": _comment,
     "refresh_access_token": _refresh,
+    "messages": _messages,
+    "profile": _profile,
 }
 
 
@@ -517,6 +545,7 @@ async def _sleep(app: web.Application, seconds: float) -> None:
 def _log(
     c: Call, started: float, outcome: str, status: int | None, error: GraphError | None = None
 ) -> None:
+    body = c.request.get(JSON_BODY_KEY)
     c.state.log_request(
         {
             "t": c.state.now(),
@@ -530,6 +559,7 @@ def _log(
             "error_subcode": error.subcode if error else None,
             "outcome": outcome,
             "duration_ms": round((time.monotonic() - started) * 1000, 1),
+            **({"body": _without_secrets(body)} if isinstance(body, dict) else {}),
         }
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .core import StateCore
 from .errors import invalid_parameter
 from .models import COMMENT_ID_BASE, Account, Comment
+from .render import MAX_COMMENTS_PAGE
 from .validation import TRANSPORT_PARAMS, parse_bool
 
 MAX_COMMENT_CHARS = 2200
@@ -12,6 +13,16 @@ MAX_COMMENT_CHARS = 2200
 
 class CommentOps(StateCore):
     """Comments as `/{media-id}/comments` and `/{comment-id}` expose them."""
+
+    def _reset_model(self) -> None:
+        super()._reset_model()
+        # Meta may answer a page with fewer items than asked and still a `next`: at most
+        # this many comments or replies a page (None: up to the limit asked for, ≤ 50).
+        self.comments_page_cap: int | None = None
+
+    def comments_page_limit(self) -> int:
+        cap = self.comments_page_cap
+        return MAX_COMMENTS_PAGE if cap is None else max(1, min(cap, MAX_COMMENTS_PAGE))
 
     def add_comment(
         self,
@@ -44,6 +55,24 @@ class CommentOps(StateCore):
             if parent_id is not None:
                 self._comments[parent_id].replies.append(comment.id)
             return comment.id
+
+    def add_comments(
+        self,
+        media_id: str,
+        count: int,
+        text: str = "comment",
+        username: str = "visitor",
+        *,
+        parent_id: str | None = None,
+    ) -> list[str]:
+        """`count` comments ("<text> 0", "<text> 1", ...; each from "<username><i>")."""
+        if not 0 < count <= 100_000:
+            raise ValueError("count must be 1-100000")
+        with self.lock:
+            return [
+                self.add_comment(media_id, f"{text} {i}", f"{username}{i}", parent_id)
+                for i in range(count)
+            ]
 
     def post_comment(self, media_id: str, params: dict[str, str], token: str | None) -> str:
         """POST /{media-id}/comments, as the token's account."""

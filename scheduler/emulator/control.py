@@ -6,7 +6,11 @@ GET  /_emulator/requests[?endpoint=&account=&outcome=&since=N]   request log (li
 GET  /_emulator/media[?account=]               published media (list, publishing order)
 GET  /_emulator/containers                     containers by id (object)
 GET  /_emulator/comments[?media_id=]           comments and replies (list)
-POST /_emulator/comments                       {media_id, text, username?, parent_id?} → {id}
+POST /_emulator/comments                       {media_id, text, username?, parent_id?, from_id?}
+                                               → {id}; with "count": N comments → {ids}
+GET  /_emulator/people                         people by IGSID (object)
+POST /_emulator/people                         add_person kwargs (object or list)
+GET  /_emulator/messages[?account=]            messages the Send API accepted (list)
 GET  /_emulator/accounts                       accounts by id (object)
 POST /_emulator/accounts                       add_account kwargs (object or list)
 GET  /_emulator/config                         settings snapshot
@@ -76,15 +80,36 @@ def add_control_routes(app: web.Application, state: EmulatorState) -> None:
     async def comments(request: web.Request) -> Any:
         if request.method == "POST":
             body = await _body(request)
+            if "count" in body:  # many comments at once, e.g. to page through them
+                ids = state.add_comments(
+                    str(body["media_id"]),
+                    int(body["count"]),
+                    str(body.get("text", "comment")),
+                    str(body.get("username", "visitor")),
+                    parent_id=body.get("parent_id"),
+                )
+                return {"ids": ids}
             comment_id = state.add_comment(
                 str(body["media_id"]),
                 str(body["text"]),
                 str(body.get("username", "visitor")),
                 body.get("parent_id"),
                 like_count=int(body.get("like_count", 0)),
+                from_id=None if body.get("from_id") is None else str(body["from_id"]),
             )
             return {"id": comment_id}
         return state.comments(request.query.get("media_id"))
+
+    async def people(request: web.Request) -> Any:
+        if request.method == "POST":
+            body = await _body(request)
+            items = body if isinstance(body, list) else [body]
+            added = [state.add_person(**item) for item in items]
+            return added if isinstance(body, list) else added[0]
+        return state.people()
+
+    async def messages(request: web.Request) -> Any:
+        return state.sent_messages(request.query.get("account"))
 
     async def accounts(request: web.Request) -> Any:
         if request.method == "POST":
@@ -154,6 +179,8 @@ def add_control_routes(app: web.Application, state: EmulatorState) -> None:
     route("GET", "containers", containers)
     route("*", "comments", comments)
     route("*", "accounts", accounts)
+    route("*", "people", people)
+    route("GET", "messages", messages)
     route("*", "config", config)
     route("POST", "inject", inject)
     route("POST", "advance", advance)

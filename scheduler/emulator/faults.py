@@ -25,6 +25,8 @@ ENDPOINTS = (
     "comment",  # GET|POST|DELETE /{comment-id}
     "upload",  # POST /ig-api-upload/{v}/{container-id}
     "refresh_access_token",  # GET /refresh_access_token
+    "messages",  # POST /{ig-user-id|page-id|me}/messages (Send API, private replies)
+    "profile",  # GET /{igsid}
     "unknown",  # anything else
 )
 

@@ -43,6 +43,7 @@ class Account:
     followers_count: int = 0
     follows_count: int = 0
     profile_picture_url: str = ""
+    page_id: str = ""  # Facebook Login: /{page-id}/messages stands for this account
     publish_times: list[float] = field(default_factory=list)  # for the publishing quota
     container_times: list[float] = field(default_factory=list)  # for the 400-a-day limit
 

@@ -86,7 +86,12 @@ def media_node(state: EmulatorState, m: Media, sel: Selection | None) -> dict[st
     return select("IGMedia", available, sel)
 
 
-def comment_node(state: EmulatorState, cm: Comment, sel: Selection | None) -> dict[str, Any]:
+def comment_node(
+    state: EmulatorState, cm: Comment, sel: Selection | None, base_url: str = ""
+) -> dict[str, Any]:
+    """A comment. Its `replies` edge shows the first page (oldest first) with Graph's paging;
+    there is no `replies_count` field, as in Meta's IG Comment reference."""
+
     def author(sub: Selection | None) -> dict[str, Any]:
         return select("IGCommentFromUser", {"id": cm.from_id, "username": cm.username}, sub)
 
@@ -94,8 +99,20 @@ def comment_node(state: EmulatorState, cm: Comment, sel: Selection | None) -> di
         m = state.get_media(cm.media_id)
         return select("IGMedia", {"id": m.id, "media_product_type": m.product_type}, sub)
 
-    def replies(sub: Selection | None) -> dict[str, Any]:
-        return {"data": [comment_node(state, r, sub) for r in state.replies(cm.id)]}
+    def replies(sub: Selection | None) -> dict[str, Any] | None:
+        items = state.replies(cm.id)
+        if not items:
+            return None  # Graph leaves an empty edge out
+
+        def link(changes: dict[str, str | None]) -> str:
+            query = "&".join(f"{k}={v}" for k, v in changes.items() if v is not None)
+            return f"{base_url}/{cm.id}/replies?limit={DEFAULT_PAGE}&{query}"
+
+        page, paging = paginate(items, {}, link, max_limit=MAX_COMMENTS_PAGE, descending=False)
+        out: dict[str, Any] = {"data": [comment_node(state, r, sub, base_url) for r in page]}
+        if paging:
+            out["paging"] = paging
+        return out
 
     available: dict[str, Any] = {
         "id": cm.id,
@@ -103,7 +120,6 @@ def comment_node(state: EmulatorState, cm: Comment, sel: Selection | None) -> di
         "username": cm.username,
         "timestamp": graph_time(cm.created_at),
         "like_count": cm.like_count,
-        "replies_count": len(cm.replies),
         "hidden": cm.hidden,
         "from": author,
         "parent_id": cm.parent_id,

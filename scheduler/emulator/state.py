@@ -27,6 +27,7 @@ from .faults import (
     Injection,
     roll,
 )
+from .messaging import MessagingOps
 from .processing import MediaRule
 from .publishing import PublishingOps
 from .usage import Verdict
@@ -40,7 +41,7 @@ _PLAIN_SETTINGS: dict[str, type] = {
 }
 
 
-class EmulatorState(PublishingOps, CommentOps):
+class EmulatorState(PublishingOps, CommentOps, MessagingOps):
     """Everything the fake Graph API knows, and the switches that change its behaviour.
 
     `EmulatorState(clock=time.time, seed=0)`; `clock_offset_s` (settable) and `advance()`
@@ -130,7 +131,9 @@ class EmulatorState(PublishingOps, CommentOps):
             raise ValueError("a late answer can only be injected on media_publish")
         with self.lock:
             self._fault_injections.append(
-                FaultInjection(endpoint, kind, int(count), None if account is None else str(account))
+                FaultInjection(
+                    endpoint, kind, int(count), None if account is None else str(account)
+                )
             )
 
     # usage budgets and forcing
@@ -181,6 +184,8 @@ class EmulatorState(PublishingOps, CommentOps):
             setattr(self, key, _PLAIN_SETTINGS[key](value))
         elif key == "default_processing_s":
             self.default_processing_s.update({k: float(v) for k, v in dict(value).items()})
+        elif key == "comments_page_cap":
+            self.comments_page_cap = None if value is None else int(value)
         elif key == "containers_per_day":
             self.containers_per_day = None if value is None else int(value)
         elif key == "seed":
@@ -231,6 +236,7 @@ class EmulatorState(PublishingOps, CommentOps):
                 "default_processing_s": dict(self.default_processing_s),
                 "container_ttl_s": self.container_ttl_s,
                 "containers_per_day": self.containers_per_day,
+                "comments_page_cap": self.comments_page_cap,
                 "stories_count_against_quota": self.stories_count_against_quota,
                 "request_log_limit": self.request_log_limit,
                 "faults": self.faults.snapshot(),

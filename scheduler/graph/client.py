@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import httpx
 
 from scheduler import __version__
+from scheduler.graph.engagement import EngagementMixin
 from scheduler.graph.errors import ErrorClass, GraphError, GraphUnavailable, UploadError, redact
 from scheduler.graph.usage import Usage, parse_usage
 
@@ -174,7 +175,7 @@ _CONNECT_ERRORS = (
 # --- the client ----------------------------------------------------------------------------
 
 
-class GraphClient:
+class GraphClient(EngagementMixin):
     def __init__(
         self,
         base_url: str,
@@ -237,6 +238,7 @@ class GraphClient:
         endpoint_name: str | None = None,
         *,
         require: Sequence[str] = (),
+        json_body: Mapping[str, Any] | None = None,
     ) -> tuple[dict[str, Any], Usage]:
         """One Graph call to `{base_url}/{api_version}/{path}`; returns the JSON object.
 
@@ -252,6 +254,7 @@ class GraphClient:
             params=params,
             data=data,
             require=require,
+            json_body=json_body,
         )
 
     async def _send(
@@ -268,6 +271,7 @@ class GraphClient:
         headers: Mapping[str, str] | None = None,
         require: Sequence[str] = (),
         upload: bool = False,
+        json_body: Mapping[str, Any] | None = None,
     ) -> tuple[dict[str, Any], Usage]:
         secrets = (token,)
         request_headers = {"Authorization": f"{auth_scheme} {token}", **(headers or {})}
@@ -281,7 +285,13 @@ class GraphClient:
         outcome = "ok"
         try:
             response = await self._http.request(
-                method, url, params=params, data=data, content=content, headers=request_headers
+                method,
+                url,
+                params=params,
+                data=data,
+                content=content,
+                json=json_body,  # the Send API takes nested JSON (messages, templates)
+                headers=request_headers,
             )
         except asyncio.CancelledError:
             # Shutdown mid-call: record it (the call may have taken effect), then let it go.

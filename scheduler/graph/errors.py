@@ -369,3 +369,34 @@ class UploadError(GraphError):
         what = "retriable" if self.retriable else "not retriable"
         kind = f", {self.type}" if self.type else ""
         return f"Upload failed ({what}{kind}): {self.message}"
+
+
+# --- messaging refusals (DMs and private replies) ------------------------------------------
+# Meta refuses a message because of the person, not our token: these are final for that
+# message (PERMANENT), although codes 10 and 2xx otherwise mean a missing permission (AUTH).
+# Throttling of the Send API (613, 80006, ...) is classified as for publishing above.
+MESSAGING_REFUSALS: Mapping[tuple[int, int], str] = {
+    (551, 1545041): "the person is not available (blocked the account or left Instagram)",
+    (200, 2534041): "the person does not accept messages (DMs disabled)",
+    (10, 2534022): "outside the messaging window (the person has not written within 24 h, "
+    "or the comment is more than 7 days old)",
+}
+BY_CODE_SUBCODE = {**BY_CODE_SUBCODE, **dict.fromkeys(MESSAGING_REFUSALS, _C.PERMANENT)}
+BY_CODE = {**BY_CODE, 551: _C.PERMANENT}
+_LABELS_BY_CODE_SUBCODE = {
+    **_LABELS_BY_CODE_SUBCODE,
+    (551, 1545041): "person unavailable",
+    (200, 2534041): "DMs disabled",
+    (10, 2534022): "outside the messaging window",
+}
+
+
+def messaging_refusal(error: GraphError) -> str | None:
+    """Why Meta refused a message because of its recipient, in words; None if it did not."""
+    if error.code is None:
+        return None
+    if error.subcode and (error.code, error.subcode) in MESSAGING_REFUSALS:
+        return MESSAGING_REFUSALS[(error.code, error.subcode)]
+    if error.code == 551:
+        return MESSAGING_REFUSALS[(551, 1545041)]
+    return None

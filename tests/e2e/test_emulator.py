@@ -345,7 +345,7 @@ def test_comments_paging_replies_hide_delete(emu: RunningEmulator, client: httpx
     media_id = published_image(emu, client)
     for i in range(60):
         emu.state.add_comment(media_id, f"comment {i}", username=f"fan{i}")
-    fields = "id,text,username,timestamp,like_count,replies_count"
+    fields = "id,text,username,timestamp,like_count,replies{id}"
     texts: list[str] = []
     resp = client.get(f"/{media_id}/comments", params={"fields": fields})
     pages = 0
