@@ -182,7 +182,7 @@ FACTS_TABLE: list[tuple[int, int | None, ErrorClass]] = [
     (9004, 2207052, C.PERMANENT),
     (9, 2207042, C.QUOTA),
     (4, 2207051, C.SPAM),
-    (25, 2207050, C.PERMANENT),
+    (25, 2207050, C.ACCOUNT_RESTRICTED),  # a person must act in the app: pause, not fail
     (352, 2207026, C.PERMANENT),
     (36000, 2207004, C.PERMANENT),
     (36001, 2207005, C.PERMANENT),
@@ -216,7 +216,8 @@ GENERIC: list[tuple[int, int | None, ErrorClass]] = [
     (299, None, C.AUTH),
     (190, None, C.AUTH),
     *[(190, sub, C.AUTH) for sub in (458, 459, 460, 463, 464, 467, 492)],
-    (368, None, C.PERMANENT),
+    (368, None, C.POLICY_BLOCKED),  # temporarily blocked: pause with a backoff
+    (368, 1390008, C.POLICY_BLOCKED),
     (506, None, C.PERMANENT),
     (551, None, C.PERMANENT),
     (100, None, C.PERMANENT),
@@ -242,7 +243,7 @@ def test_classify_table(code: int, subcode: int | None, expected: ErrorClass) ->
 
 def test_is_transient_applies_only_without_a_more_specific_class() -> None:
     assert classify(12345, None, True, 400) is C.TRANSIENT
-    assert classify(368, None, True, 400) is C.TRANSIENT
+    assert classify(368, None, True, 400) is C.POLICY_BLOCKED  # a pause, whatever the flag
     assert classify(12345, None, False, 400) is C.PERMANENT
     # specific rows win
     assert classify(100, 2207028, True, 400) is C.PERMANENT
