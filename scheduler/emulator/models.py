@@ -112,7 +112,8 @@ class Container:
     def status_text(self, now: float, ttl_s: float) -> str:
         code = self.status_code(now, ttl_s)
         if code == "ERROR" and self.failure:
-            return f"Error: {self.failure.subcode} {self.failure.message}"
+            # Meta's wording: the subcode only; the details come with media_publish's error
+            return f"Error: Media upload has failed with error code {self.failure.subcode}"
         return {
             "PUBLISHED": "Published: Media has been published.",
             "EXPIRED": "Expired: Media was not published within 24 hours.",

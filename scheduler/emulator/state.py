@@ -29,7 +29,7 @@ from .faults import (
 )
 from .processing import MediaRule
 from .publishing import PublishingOps
-from .usage import Verdict
+from .usage import APP_USAGE_SHAPES, Verdict
 
 # Settings that `configure` sets as plain attributes, with their types.
 _PLAIN_SETTINGS: dict[str, type] = {
@@ -181,6 +181,10 @@ class EmulatorState(PublishingOps, CommentOps):
             setattr(self, key, _PLAIN_SETTINGS[key](value))
         elif key == "default_processing_s":
             self.default_processing_s.update({k: float(v) for k, v in dict(value).items()})
+        elif key == "app_usage_shape":
+            if value not in APP_USAGE_SHAPES:
+                raise ValueError(f"app_usage_shape must be one of {', '.join(APP_USAGE_SHAPES)}")
+            self.app_usage_shape = value
         elif key == "containers_per_day":
             self.containers_per_day = None if value is None else int(value)
         elif key == "seed":
@@ -228,6 +232,7 @@ class EmulatorState(PublishingOps, CommentOps):
                 "default_processing_s": dict(self.default_processing_s),
                 "container_ttl_s": self.container_ttl_s,
                 "containers_per_day": self.containers_per_day,
+                "app_usage_shape": self.app_usage_shape,
                 "stories_count_against_quota": self.stories_count_against_quota,
                 "request_log_limit": self.request_log_limit,
                 "faults": self.faults.snapshot(),
@@ -280,7 +285,8 @@ class EmulatorState(PublishingOps, CommentOps):
             now = self.now()
             headers = {
                 "X-App-Usage": json.dumps(
-                    self.usage.app_figures(now).app_header(), separators=(",", ":")
+                    self.usage.app_figures(now).app_header(self.app_usage_shape),
+                    separators=(",", ":"),
                 )
             }
             if account is not None:

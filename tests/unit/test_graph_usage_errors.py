@@ -160,6 +160,42 @@ def test_partial_and_stringly_figures_are_tolerated() -> None:
     assert usage.regain_seconds("9") == 240.0
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # Instagram Login's shape
+        ('{"call_volume":42,"cpu_time":7}', UsageFigures(42, 7, 0)),
+        ('{"call_volume":"12","cpu_time":99.5}', UsageFigures(12, 99, 0)),
+        ('{"cpu_time":3}', UsageFigures(0, 3, 0)),
+        ('{"call_volume":100}', UsageFigures(100, 0, 0)),
+        # Facebook Login's shape, unchanged
+        ('{"call_count":5,"total_cputime":6,"total_time":7}', UsageFigures(5, 6, 7)),
+        # mixes: the busier value of a figure counts
+        ('{"call_volume":30,"call_count":20,"total_time":4}', UsageFigures(30, 0, 4)),
+        ('{"call_count":50,"call_volume":10,"cpu_time":8,"total_cputime":9}', UsageFigures(50, 9, 0)),
+        ('{"call_volume":null,"cpu_time":"x","call_count":3}', UsageFigures(3, 0, 0)),
+        ('{"call_volume":-4,"cpu_time":true,"total_time":2}', UsageFigures(0, 0, 2)),
+    ],
+)
+def test_app_usage_in_both_shapes(raw: str, expected: UsageFigures) -> None:
+    usage = parse_usage({"X-App-Usage": raw})
+    assert usage.app == expected
+    assert usage.max_pct() == expected.max_pct
+
+
+@pytest.mark.parametrize("raw", ['{"call_volume":null,"cpu_time":null}', '{"calls":5}', '[1,2]'])
+def test_app_usage_without_any_known_figure_is_absent(raw: str) -> None:
+    assert parse_usage({"X-App-Usage": raw}).app is None
+
+
+def test_buc_entries_accept_the_instagram_login_names_too() -> None:
+    usage = parse_usage(
+        {"X-Business-Use-Case-Usage": '{"7": [{"type": "instagram", "call_volume": 61, "cpu_time": 2,'
+                                       ' "estimated_time_to_regain_access": 0}]}'}
+    )
+    assert usage.buc["7"] == UsageFigures(61, 2, 0, 0)
+
+
 def test_parse_usage_accepts_httpx_headers() -> None:
     import httpx
 
