@@ -55,6 +55,9 @@ class FaultSettings:
     # "already_published" (100, no subcode), "2207008" (24/2207008, as after a lost answer),
     # "2207006" (24/2207006) or "same_id" (200 with the media id of the first publish)
     republish_answer: str = "already_published"
+    # for this long after a publish, GET /{container-id} still says FINISHED (the media is
+    # live and listed): a client that trusts the status alone publishes the container again
+    published_status_lag_s: float = 0.0
 
     def applies_to(self, endpoint: str) -> bool:
         return self.fault_endpoints is None or endpoint in self.fault_endpoints

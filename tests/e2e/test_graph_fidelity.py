@@ -144,6 +144,34 @@ def test_lost_publish_answer_then_2207008_on_the_retry(emu: Any) -> None:
     assert [r["outcome"] for r in _endpoint_calls(emu, "media_publish")] == ["dropped", "error"]
 
 
+def test_status_lag_lost_answer_retry_2207008_and_the_media_walk_finds_it(emu: Any) -> None:
+    """Meta's view catching up: after the lost answer the container still says FINISHED, so
+    only the account's media proves the post live; a retry gets 24/2207008, not a 2nd post."""
+    emu.state.configure(republish_answer="2207008", published_status_lag_s=60)
+
+    async def main() -> tuple[list[str], GraphError, list[dict[str, Any]], list[str]]:
+        async with GraphClient(emu.base_url, VERSION, 10.0) as client:
+            started = datetime.fromtimestamp(int(emu.state.now()), UTC)
+            cid = await _finished_container(client, "lagging")
+            emu.state.inject_fault("media_publish", "drop_after", account=IG)
+            with pytest.raises(GraphUnavailable):
+                await client.publish(IG, TOKEN, cid)
+            seen = [(await client.container_status(cid, TOKEN)).status_code]
+            with pytest.raises(GraphError) as retry:
+                await client.publish(IG, TOKEN, cid)
+            found = [m async for m in client.media_back_to(IG, TOKEN, started)]
+            emu.state.advance(61)
+            seen.append((await client.container_status(cid, TOKEN)).status_code)
+            return seen[:1], retry.value, found, seen[1:]
+
+    during, retry, found, after = run(main())
+    assert during == ["FINISHED"] and after == ["PUBLISHED"]
+    assert (retry.code, retry.subcode) == (24, 2207008)
+    [media] = emu.state.published_media(IG)
+    assert [(m["id"], m["caption"]) for m in found] == [(media["id"], "lagging")]
+    assert emu.state.containers[media["container_id"]]["status_code"] == "PUBLISHED"  # the truth
+
+
 @pytest.mark.parametrize(
     ("answer", "code", "subcode"),
     [("already_published", 100, None), ("2207008", 24, 2207008), ("2207006", 24, 2207006)],
