@@ -112,3 +112,21 @@ def test_policy_block_pauses_the_account_with_a_backoff(db_url: str, emulator: A
     reasons = [e["reason"] or "" for p in posts.values() for e in store.events(p.id) if e["to_state"] == "deferred"]
     assert any("policy reasons" in r and "368" in r for r in reasons), reasons
     assert [r for r in emu.state.requests if r["account"] == BRAND2 and r["error_code"]] == []
+
+
+def test_policy_block_on_the_first_comment_waits_and_posts_it_once(db_url: str, emulator: Any) -> None:
+    emu = emulator
+    add_accounts(emu)
+    emu.state.inject("comments", 368, account=SHOP, method="POST")
+    backoff_s = 1.5
+    settings = fast_settings(db_url, emu.base_url, limits={"throttle_backoff_s": backoff_s})
+    store = new_store(settings)
+    store.enqueue([image_spec("c1", in_s=2.5, caption="with comment", first_comment="first!")],
+                  settings.staging.lead_s, "test")
+    run_until(settings, store, lambda: settled(store), timeout_s=30)
+    post = store.get("c1")
+    assert post is not None and post.state == "published" and post.comment_state == "posted", post
+    posts = [r for r in _shop_calls(emu) if r["endpoint"] == "comments" and r["method"] == "POST"]
+    assert [r["error_code"] for r in posts] == [368, None]
+    assert start(posts[1]) - posts[0]["t"] >= backoff_s * 0.9
+    assert [c["text"] for c in emu.state.comments()] == ["first!"]
