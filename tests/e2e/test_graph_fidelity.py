@@ -106,11 +106,20 @@ def test_call_records_carry_app_usage_in_both_shapes(emu: Any, shape: str) -> No
     assert records[-1].usage.max_pct() == 40
 
 
-def test_app_usage_shape_is_checked(emu: Any) -> None:
+def test_new_switches_through_the_control_api(emu: Any) -> None:
     with pytest.raises(ValueError, match="app_usage_shape"):
         emu.state.configure(app_usage_shape="graph")
-    answer = httpx.post(f"{emu.base_url}/_emulator/config", json={"app_usage_shape": "instagram"})
-    assert answer.status_code == 200 and answer.json()["app_usage_shape"] == "instagram"
+    url = f"{emu.base_url}/_emulator/config"
+    answer = httpx.post(url, json={"app_usage_shape": "instagram", "republish_answer": "same_id",
+                                   "published_status_lag_s": 30})
+    assert answer.status_code == 200, answer.text
+    snapshot = answer.json()
+    assert snapshot["app_usage_shape"] == "instagram"
+    assert snapshot["faults"]["republish_answer"] == "same_id"
+    assert snapshot["faults"]["published_status_lag_s"] == 30
+    for bad in ({"app_usage_shape": "graph"}, {"republish_answer": "twice"}):
+        refused = httpx.post(url, json=bad)
+        assert refused.status_code == 400 and next(iter(bad)) in refused.json()["error"]
 
 
 # --------------------------------------------------------------------------- lost answers
