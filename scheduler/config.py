@@ -127,6 +127,9 @@ class LimitSettings(_Strict):
     quota_fallback_total: Annotated[int, Field(gt=0)] = 25
     reauth_check_s: Annotated[float, Field(gt=0)] = 300.0
     throttle_backoff_s: Annotated[float, Field(gt=0)] = 600.0
+    # after a publish request with no answer, Meta may still act on it for up to the client
+    # timeout plus this margin; only then may the same container be published again
+    publish_settle_margin_s: Annotated[float, Field(ge=0)] = 5.0
 
 
 class SecretMissing(Exception):

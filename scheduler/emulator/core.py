@@ -50,6 +50,7 @@ class StateCore:
         self.containers_per_day: int | None = 400
         self.stories_count_against_quota = True  # UNCONFIRMED in the facts sheet
         self.request_log_limit = 100_000
+        self.app_usage_shape = "facebook"  # or "instagram": X-App-Usage as Instagram Login
         self.faults = FaultSettings()
         self.usage = UsageMeter()
         self._rng = random.Random(self._initial_seed)

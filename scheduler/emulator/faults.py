@@ -31,6 +31,8 @@ ENDPOINTS = (
 )
 
 
+REPUBLISH_ANSWERS = ("already_published", "2207008", "2207006", "same_id")
+
 # Codes Meta marks is_transient: the generic retry-later errors and throttling.
 TRANSIENT_CODES = frozenset({1, 2, 4, 17, 32, 341, 613, 80001, 80002, 80006})
 
@@ -51,6 +53,13 @@ class FaultSettings:
     fault_endpoints: list[str] | None = None  # None: every Graph endpoint
     new_object_not_found_s: float = 0.0  # reads of younger containers/media → 100/33
     expired_publish_error: int = 2207020  # or 2207008 (24/2207008) for EXPIRED containers
+    # media_publish of a container that is already PUBLISHED (Meta does not document it):
+    # "already_published" (100, no subcode), "2207008" (24/2207008, as after a lost answer),
+    # "2207006" (24/2207006) or "same_id" (200 with the media id of the first publish)
+    republish_answer: str = "already_published"
+    # for this long after a publish, GET /{container-id} still says FINISHED (the media is
+    # live and listed): a client that trusts the status alone publishes the container again
+    published_status_lag_s: float = 0.0
 
     def applies_to(self, endpoint: str) -> bool:
         return self.fault_endpoints is None or endpoint in self.fault_endpoints
@@ -70,6 +79,8 @@ class FaultSettings:
                 value = list(value)
             if key == "expired_publish_error" and int(value) not in (2207020, 2207008):
                 raise ValueError("expired_publish_error must be 2207020 or 2207008")
+            if key == "republish_answer" and value not in REPUBLISH_ANSWERS:
+                raise ValueError(f"republish_answer must be one of {', '.join(REPUBLISH_ANSWERS)}")
             setattr(self, key, value)
 
 

@@ -62,6 +62,9 @@ class Account:
         }
 
 
+_FINISHED_TEXT = "Finished: Media has been uploaded and it is ready to be published."
+
+
 @dataclass
 class Failure:
     """Why a container ends in ERROR (reported by status, and by media_publish)."""
@@ -117,7 +120,8 @@ class Container:
     def status_text(self, now: float, ttl_s: float) -> str:
         code = self.status_code(now, ttl_s)
         if code == "ERROR" and self.failure:
-            return f"Error: {self.failure.subcode} {self.failure.message}"
+            # Meta's wording: the subcode only; the details come with media_publish's error
+            return f"Error: Media upload has failed with error code {self.failure.subcode}"
         return {
             "PUBLISHED": "Published: Media has been published.",
             "EXPIRED": "Expired: Media was not published within 24 hours.",
@@ -126,8 +130,15 @@ class Container:
                 if self.ready_at is None
                 else "In Progress: Media is still being processed."
             ),
-            "FINISHED": "Finished: Media has been uploaded and it is ready to be published.",
+            "FINISHED": _FINISHED_TEXT,
         }[code]
+
+    def reported_status(self, now: float, ttl_s: float, published_lag_s: float) -> tuple[str, str]:
+        """(status_code, status) as `GET /{container-id}` answers: a published container
+        may still say FINISHED for `published_lag_s` (Meta's view catching up)."""
+        if self.published_at is not None and now < self.published_at + published_lag_s:
+            return "FINISHED", _FINISHED_TEXT
+        return self.status_code(now, ttl_s), self.status_text(now, ttl_s)
 
     def snapshot(self, now: float, ttl_s: float) -> dict[str, Any]:
         up = self.upload

@@ -169,12 +169,7 @@ class PublishingOps(StateCore):
                 )
             status = c.status_code(now, self.container_ttl_s)
             if status == "PUBLISHED":
-                raise GraphError(
-                    100,
-                    "(#100) This media container has already been published.",
-                    user_title="Media already published",
-                    user_msg="Create a new container to publish again.",
-                )
+                return self._republish(c)
             if status == "EXPIRED":
                 raise publishing_error(self.faults.expired_publish_error)
             if status == "ERROR" and c.failure:
@@ -193,6 +188,23 @@ class PublishingOps(StateCore):
             if counts:
                 acct.publish_times.append(now)
             return media
+
+    def _republish(self, c: Container) -> Media:
+        """media_publish of a PUBLISHED container: no second media, whatever the answer.
+
+        Meta does not document this answer, so `republish_answer` chooses it (see the
+        README): an error, or the first publish's media id again."""
+        answer = self.faults.republish_answer
+        if answer == "same_id" and c.media_id is not None:
+            return self._media[c.media_id]
+        if answer in ("2207008", "2207006"):
+            raise publishing_error(int(answer))
+        raise GraphError(
+            100,
+            "(#100) This media container has already been published.",
+            user_title="Media already published",
+            user_msg="Create a new container to publish again.",
+        )
 
     def _make_media(self, acct: Account, c: Container, now: float) -> Media:
         mid = self._new_id(MEDIA_ID_BASE)

@@ -41,12 +41,10 @@ def account_node(state: EmulatorState, acct: Account, sel: Selection | None) -> 
 
 
 def container_node(state: EmulatorState, c: Container, sel: Selection | None) -> dict[str, Any]:
-    now, ttl = state.now(), state.container_ttl_s
-    available = {
-        "id": c.id,
-        "status_code": c.status_code(now, ttl),
-        "status": c.status_text(now, ttl),
-    }
+    code, text = c.reported_status(
+        state.now(), state.container_ttl_s, state.faults.published_status_lag_s
+    )
+    available = {"id": c.id, "status_code": code, "status": text}
     return select("ShadowIGMediaBuilder", available, sel)
 
 

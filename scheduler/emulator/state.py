@@ -30,7 +30,7 @@ from .faults import (
 from .messaging import MessagingOps
 from .processing import MediaRule
 from .publishing import PublishingOps
-from .usage import Verdict
+from .usage import APP_USAGE_SHAPES, Verdict
 
 # Settings that `configure` sets as plain attributes, with their types.
 _PLAIN_SETTINGS: dict[str, type] = {
@@ -186,6 +186,10 @@ class EmulatorState(PublishingOps, CommentOps, MessagingOps):
             self.default_processing_s.update({k: float(v) for k, v in dict(value).items()})
         elif key == "comments_page_cap":
             self.comments_page_cap = None if value is None else int(value)
+        elif key == "app_usage_shape":
+            if value not in APP_USAGE_SHAPES:
+                raise ValueError(f"app_usage_shape must be one of {', '.join(APP_USAGE_SHAPES)}")
+            self.app_usage_shape = value
         elif key == "containers_per_day":
             self.containers_per_day = None if value is None else int(value)
         elif key == "seed":
@@ -237,6 +241,7 @@ class EmulatorState(PublishingOps, CommentOps, MessagingOps):
                 "container_ttl_s": self.container_ttl_s,
                 "containers_per_day": self.containers_per_day,
                 "comments_page_cap": self.comments_page_cap,
+                "app_usage_shape": self.app_usage_shape,
                 "stories_count_against_quota": self.stories_count_against_quota,
                 "request_log_limit": self.request_log_limit,
                 "faults": self.faults.snapshot(),
@@ -289,7 +294,8 @@ class EmulatorState(PublishingOps, CommentOps, MessagingOps):
             now = self.now()
             headers = {
                 "X-App-Usage": json.dumps(
-                    self.usage.app_figures(now).app_header(), separators=(",", ":")
+                    self.usage.app_figures(now).app_header(self.app_usage_shape),
+                    separators=(",", ":"),
                 )
             }
             if account is not None:

@@ -19,6 +19,9 @@ CPU_SHARE = 0.6
 TIME_SHARE = 0.8
 DEFAULT_ACCOUNT_CALLS_PER_HOUR = 4800
 DEFAULT_APP_CALLS_PER_HOUR = 20000
+# X-App-Usage shapes: "facebook" (call_count, total_cputime, total_time, as documented) or
+# "instagram" (call_volume, cpu_time: what Instagram Login answers have been seen to carry).
+APP_USAGE_SHAPES = ("facebook", "instagram")
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,10 @@ class Figures:
     regain_minutes: int
     throttled: bool
 
-    def app_header(self) -> dict[str, int]:
+    def app_header(self, shape: str = "facebook") -> dict[str, int]:
+        """X-App-Usage in one of its two shapes (see `APP_USAGE_SHAPES`)."""
+        if shape == "instagram":
+            return {"call_volume": self.call_count, "cpu_time": self.total_cputime}
         return {
             "call_count": self.call_count,
             "total_cputime": self.total_cputime,

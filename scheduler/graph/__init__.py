@@ -9,6 +9,7 @@ from scheduler.graph.client import (
     call_context,
     current_call_context,
 )
+from scheduler.graph.container_errors import ContainerError, classify_container_error
 from scheduler.graph.errors import (
     ErrorClass,
     GraphError,
@@ -22,6 +23,7 @@ from scheduler.graph.usage import Usage, UsageFigures, parse_usage
 __all__ = [
     "CallContext",
     "CallRecord",
+    "ContainerError",
     "ContainerStatus",
     "ErrorClass",
     "GraphClient",
@@ -33,6 +35,7 @@ __all__ = [
     "UsageFigures",
     "call_context",
     "classify",
+    "classify_container_error",
     "current_call_context",
     "parse_usage",
     "redact",

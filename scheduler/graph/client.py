@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 UPLOAD_CHUNK_BYTES = 1024 * 1024
 MEDIA_FIELDS = ("id", "permalink", "media_type", "media_product_type", "timestamp")
 COMMENT_FIELDS = ("id", "text", "username", "timestamp")
+MEDIA_PAGE_SIZE = 50  # media per page when paging back through an account's media
 
 
 # --- call context --------------------------------------------------------------------------
@@ -628,6 +629,59 @@ class GraphClient(EngagementMixin):
             else []
         )
 
+    async def media_back_to(
+        self,
+        ig_user_id: str,
+        token: str,
+        oldest: datetime,
+        *,
+        fields: Sequence[str] = ("id", "caption", "timestamp"),
+        stories: bool = False,
+        page_size: int = MEDIA_PAGE_SIZE,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The account's media, newest first, paged back in time as far as `oldest`.
+
+        Follows the `after` cursor page after page and stops at the first item published
+        before `oldest` (not yielded), or when `paging.next` is missing. A burst of any size
+        is covered, not just the newest page. An item whose `timestamp` cannot be read is
+        yielded (the caller judges it) and does not stop the walk. `stories=True` lists
+        `/stories` (the last 24 h) instead of feed and reels. Stopping early is fine: every
+        page is one call, fetched only when the caller asks for more.
+        """
+        bound = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
+        wanted = tuple(dict.fromkeys((*fields, "timestamp")))  # the bound needs the time
+        edge = "stories" if stories else "media"
+        after: str | None = None
+        seen: set[str] = set()
+        while True:
+            params = {"fields": ",".join(wanted), "limit": str(page_size)}
+            if after:
+                params["after"] = after
+            body, _ = await self.request(
+                "GET",
+                f"{_seg(ig_user_id)}/{edge}",
+                token,
+                params=params,
+                endpoint_name=f"GET /{{ig-user-id}}/{edge}",
+                require=("data",),
+            )
+            page = body["data"] if isinstance(body["data"], list) else []
+            for item in page:
+                if not isinstance(item, dict):
+                    continue
+                when = graph_time(item.get("timestamp"))
+                if when is not None and when < bound:
+                    return
+                yield item
+            paging = body.get("paging") if isinstance(body.get("paging"), dict) else {}
+            if not paging or not paging.get("next"):
+                return
+            after = _after_cursor(paging)
+            if not after or after in seen:
+                log.warning("media paging of an account stopped: no new cursor")
+                return
+            seen.add(after)
+
     # --- comments --------------------------------------------------------------------------
 
     async def comments(
@@ -682,6 +736,17 @@ class GraphClient(EngagementMixin):
             require=("id",),
         )
         return str(body["id"])
+
+
+def graph_time(value: Any) -> datetime | None:
+    """A Graph timestamp (`2026-11-30T09:00:00+0000`) as an aware UTC datetime, or None."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _after_cursor(paging: Mapping[str, Any]) -> str | None:

@@ -26,6 +26,12 @@ class ErrorClass(enum.Enum):
     APP_THROTTLED = "app_throttled"  # the whole app is rate-limited: pause every account
     SPAM = "spam"  # flagged as spam: back off hard, never loop
     AUTH = "auth"  # token invalid or permission missing: the account needs re-authorisation
+    # 25/2207050: the account is restricted or checkpointed; a person must act in the
+    # Instagram app. Not the post's fault: pause the account as needing a person.
+    ACCOUNT_RESTRICTED = "account_restricted"
+    # 368: temporarily blocked for policy reasons; Meta says wait and retry: pause the
+    # account with a backoff rather than fail the post.
+    POLICY_BLOCKED = "policy_blocked"
     AMBIGUOUS = "ambiguous"  # the request may or may not have taken effect: verify first
     NOT_FOUND_FRESH = "not_found_fresh"  # 100/33: transient for an id we just created
     PERMANENT = "permanent"  # retrying the same request cannot help
@@ -46,7 +52,7 @@ BY_CODE_SUBCODE: Mapping[tuple[int, int], ErrorClass] = {
     (9004, 2207052): _C.PERMANENT,
     (9, 2207042): _C.QUOTA,
     (4, 2207051): _C.SPAM,
-    (25, 2207050): _C.PERMANENT,
+    (25, 2207050): _C.ACCOUNT_RESTRICTED,
     (352, 2207026): _C.PERMANENT,
     (36000, 2207004): _C.PERMANENT,
     (36001, 2207005): _C.PERMANENT,
@@ -83,6 +89,7 @@ BY_CODE: Mapping[int, ErrorClass] = {
     10: _C.AUTH,
     102: _C.AUTH,
     190: _C.AUTH,
+    368: _C.POLICY_BLOCKED,
 }
 
 _PERMISSION_CODES = range(200, 300)  # "missing permission" family → AUTH

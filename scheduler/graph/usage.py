@@ -1,5 +1,8 @@
 """Meta's usage headers (X-App-Usage, X-Business-Use-Case-Usage) → typed figures.
 
+X-App-Usage comes in two shapes (Facebook Login: call_count/total_cputime/total_time;
+Instagram Login: call_volume/cpu_time); both land in the same `UsageFigures`.
+
 The figures are whole percentages of a rolling allowance; the daemon spaces out or pauses work
 from them (design §5). Parsing never raises: a header we cannot read counts as absent, because
 a malformed header must never turn a successful API call into a failure.
@@ -113,10 +116,26 @@ def _pct(value: Any) -> int | None:
     return None
 
 
+# Each figure under every name Meta has been seen to use. With Instagram Login, X-App-Usage
+# has come as {"call_volume": N, "cpu_time": N} (reported by client-library maintainers);
+# with Facebook Login as {"call_count", "total_cputime", "total_time"}. A header that mixes
+# them counts the busier value of a figure.
+_NAMES: tuple[tuple[str, ...], ...] = (
+    ("call_count", "call_volume"),
+    ("total_cputime", "cpu_time"),
+    ("total_time",),
+)
+
+
+def _figure(obj: dict[Any, Any], names: tuple[str, ...]) -> int | None:
+    values = [v for v in (_pct(obj.get(name)) for name in names) if v is not None]
+    return max(values) if values else None
+
+
 def _figures(obj: Any, *, with_regain: bool) -> UsageFigures | None:
     if not isinstance(obj, dict):
         return None
-    values = [_pct(obj.get(k)) for k in ("call_count", "total_cputime", "total_time")]
+    values = [_figure(obj, names) for names in _NAMES]
     if all(v is None for v in values):
         return None
     regain = _pct(obj.get("estimated_time_to_regain_access")) if with_regain else None

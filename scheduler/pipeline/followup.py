@@ -48,7 +48,8 @@ async def followup(rt: Runtime, post: PostRecord, token: str) -> None:
     except GraphError as e:
         attempt = post.attempts + 1
         retryable = e.error_class in (ErrorClass.TRANSIENT, ErrorClass.AMBIGUOUS, ErrorClass.NOT_FOUND_FRESH,
-                                      ErrorClass.THROTTLED, ErrorClass.APP_THROTTLED)
+                                      ErrorClass.THROTTLED, ErrorClass.APP_THROTTLED,
+                                      ErrorClass.POLICY_BLOCKED, ErrorClass.ACCOUNT_RESTRICTED)
         if retryable and retries_left(attempt, rt.settings.retries):
             delay = backoff_s(attempt, rt.settings.retries)
             await move(rt, post, f"first comment try {attempt} failed: {e}", attempts=attempt,

@@ -69,13 +69,15 @@ async def handle_error(rt: Runtime, post: PostRecord, err: GraphError | Paused, 
         await reschedule_paused(rt, post, err)
         return
     cls = err.error_class
-    if cls in (ErrorClass.THROTTLED, ErrorClass.APP_THROTTLED):
+    if cls in (ErrorClass.THROTTLED, ErrorClass.APP_THROTTLED, ErrorClass.POLICY_BLOCKED):
         pause = _pause_of(rt, post.account) or Paused(utcnow() + timedelta(seconds=60), str(err))
         await reschedule_paused(rt, post, pause)
     elif cls is ErrorClass.SPAM:
         await fail(rt, post, f"Meta flagged this as spam; not retried: {err}")
     elif cls is ErrorClass.AUTH:
         await needs_reauth(rt, post, str(err))
+    elif cls is ErrorClass.ACCOUNT_RESTRICTED:
+        await needs_reauth(rt, post, f"the account is restricted or checkpointed; a person must act in the Instagram app ({err})")
     elif cls is ErrorClass.PERMANENT:
         await fail(rt, post, str(err))
     else:  # transient, ambiguous (for calls that may safely repeat), fresh-id hiccups …

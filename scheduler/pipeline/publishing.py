@@ -21,9 +21,6 @@ from scheduler.pipeline.staging import lateness_note
 from scheduler.store import PostRecord
 
 log = logging.getLogger(__name__)
-# after a publish request with no answer, Meta may still act on it for up to the client
-# timeout plus this margin; verification waits that long before calling it not published
-SETTLE_MARGIN_S = 5.0
 
 
 async def ensure_quota_fresh(rt: Runtime, post: PostRecord, token: str, force: bool = False) -> None:
@@ -48,7 +45,7 @@ async def _quota_unknown(rt: Runtime, post: PostRecord) -> bool:
 def _quota_recheck_s(rt: Runtime) -> float:
     """How soon a post deferred by publishes still in flight (or by Meta's count, which may
     include them twice) looks again: by then an ambiguous publish has settled."""
-    return min(rt.settings.limits.quota_refresh_s, rt.settings.graph.timeout_s + SETTLE_MARGIN_S)
+    return min(rt.settings.limits.quota_refresh_s, rt.settings.graph.timeout_s + rt.settings.limits.publish_settle_margin_s)
 
 
 async def publish(rt: Runtime, post: PostRecord, token: str) -> None:
@@ -199,7 +196,7 @@ async def verify(rt: Runtime, post: PostRecord, token: str) -> None:
         await record_published(rt, post, token, "verified: the container says PUBLISHED")
     elif code == "FINISHED":
         started = post.publish_started_at or now
-        settle = started + timedelta(seconds=rt.settings.graph.timeout_s + SETTLE_MARGIN_S)
+        settle = started + timedelta(seconds=rt.settings.graph.timeout_s + rt.settings.limits.publish_settle_margin_s)
         if now < settle:
             # an earlier request may still be in flight at Meta: wait until it cannot be
             await move(rt, post, None, state=State.VERIFYING, reason="waiting for an earlier publish request to settle",

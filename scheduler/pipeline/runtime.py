@@ -102,6 +102,11 @@ class Runtime:
                 self._pause(account, pause_until_from_error(regain, now, fallback), f"throttled ({what})")
             elif cls is ErrorClass.SPAM and account:
                 self._pause(account, now + timedelta(seconds=fallback * 6), f"flagged as spam ({what}); backing off hard")
+            elif cls is ErrorClass.POLICY_BLOCKED and account:
+                self._pause(account, pause_until_from_error(regain, now, fallback), f"temporarily blocked by Meta for policy reasons ({what})")
+            elif cls is ErrorClass.ACCOUNT_RESTRICTED and account:
+                self._pause(account, now + timedelta(seconds=self.settings.limits.reauth_check_s),
+                            f"account restricted or checkpointed ({what}): a person must act in the Instagram app")
         if usage is not None and not usage.is_empty:
             if usage.app is not None:
                 until = pause_until_from_usage(usage.app.max_pct, 0, now, fallback)

@@ -163,7 +163,8 @@ def test_processing_failures_from_rules_hints_and_format(
     emu.state.advance(2.5)
     assert status(client, by_hint)["status_code"] == "IN_PROGRESS"
     st = status(client, by_rule)
-    assert st["status_code"] == "ERROR" and st["status"].startswith("Error: 2207052")
+    assert st["status_code"] == "ERROR"
+    assert st["status"] == "Error: Media upload has failed with error code 2207052"
     e = err(publish(client, by_rule))
     assert (e["code"], e["error_subcode"]) == (9004, 2207052)
     e = err(publish(client, png))
@@ -337,7 +338,7 @@ def test_resumable_upload(emu: RunningEmulator, client: httpx.Client) -> None:
     )
     assert ok.json()["success"] is True
     emu.state.advance(5)
-    assert status(client, by_url["id"])["status"].startswith("Error: 2207026")
+    assert status(client, by_url["id"])["status"] == "Error: Media upload has failed with error code 2207026"
 
 
 # --------------------------------------------------------------------------- comments

@@ -394,13 +394,13 @@ def test_permanent_errors_fail_at_once_and_exhausted_retries_fail(tmp_path: Any,
     # shop: the container is refused; brand2: Meta refuses the publish; third: every
     # container creation answers a transient 500 (five tries, then the post fails)
     emu.state.inject("media", 36003, 2207009, message="The aspect ratio is not supported.", account=SHOP)
-    emu.state.inject("media_publish", 25, 2207050, message="The account is restricted.", account=BRAND2)
+    emu.state.inject("media_publish", 9004, 2207052, message="The media could not be fetched.", account=BRAND2)
     emu.state.inject("media", 2, http_status=500, message="Please retry your request later.", count=10,
                      account="17841400000000003")
     settings = fast_settings(f"sqlite:///{tmp_path / 'p.db'}", emu.base_url, **accounts)
     store = new_store(settings)
     store.enqueue([image_spec("bad-media", in_s=2.5, caption="aspect"),
-                   image_spec("refused", in_s=2.5, caption="restricted", account="brand2"),
+                   image_spec("refused", in_s=2.5, caption="unfetchable", account="brand2"),
                    image_spec("flaky", in_s=2.5, caption="flaky", account="third")],
                   settings.staging.lead_s, "test")
     run_until(settings, store, lambda: settled(store), timeout_s=30)
@@ -418,7 +418,7 @@ def test_permanent_errors_fail_at_once_and_exhausted_retries_fail(tmp_path: Any,
 
     refused = store.get("refused")
     assert refused is not None and refused.state == "failed"
-    assert "The account is restricted." in (refused.reason or "")
+    assert "The media could not be fetched." in (refused.reason or "")
     [trace] = traces(refused.id, "POST /{ig-user-id}/media_publish")
     assert f"fbtrace_id {trace}" in (refused.reason or "")
     assert len([r for r in log if r["account"] == BRAND2 and r["endpoint"] == "media_publish"]) == 1

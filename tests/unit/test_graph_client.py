@@ -12,7 +12,7 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
@@ -695,6 +695,74 @@ def test_comments_cursor_from_next_url_and_stuck_cursor(fake: FakeGraph) -> None
     items = run(main())
     assert [c["id"] for c in items] == ["1", "2"]  # stopped instead of looping on "abc"
     assert len(fake.requests) == 2
+
+
+def _media_route(fake: FakeGraph, pages: dict[str | None, dict[str, Any]], edge: str = "media") -> None:
+    def handler(request: web.Request, _seen: Seen) -> web.Response:
+        return graph_json(pages[request.query.get("after")])
+
+    fake.route("GET", f"/{VERSION}/{IG}/{edge}", handler)
+
+
+def _media_page(items: list[tuple[str, Any]], after: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"data": [{"id": i, "timestamp": ts} for i, ts in items]}
+    if after:
+        body["paging"] = {
+            "cursors": {"before": "b", "after": after},
+            "next": f"https://graph.instagram.com/{VERSION}/{IG}/media?access_token={TOKEN}&after={after}",
+        }
+    return body
+
+
+def test_media_back_to_stops_at_the_first_older_item(fake: FakeGraph) -> None:
+    _media_route(
+        fake,
+        {
+            None: _media_page([("9", "2026-11-30T09:05:00+0000"), ("8", "not a time"),
+                               ("7", None)], "c1"),
+            "c1": _media_page([("6", "2026-11-30T10:00:00+01:00"),  # 09:00 UTC: on the bound
+                               ("5", "2026-11-30T08:59:59+0000"), ("4", "2026-11-30T09:30:00+0000")], "c2"),
+            "c2": _media_page([("3", "2026-11-30T09:00:00+0000")], None),
+        },
+    )
+    rec = Recorder()
+    bound = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+
+    async def main() -> tuple[list[str], list[str]]:
+        async with client_for(fake, rec) as client:
+            aware = [m["id"] async for m in client.media_back_to(IG, TOKEN, bound, page_size=3)]
+            naive = [m["id"] async for m in client.media_back_to(
+                IG, TOKEN, bound.replace(tzinfo=None), fields=("id", "permalink"), page_size=3)]
+            return aware, naive
+
+    aware, naive = run(main())
+    # unreadable times are the caller's to judge; the first older item ends the walk
+    assert aware == naive == ["9", "8", "7", "6"]
+    queries = [parse_qs(r.query) for r in fake.requests]
+    assert [q.get("after") for q in queries] == [None, ["c1"], None, ["c1"]]
+    assert queries[0]["fields"] == ["id,caption,timestamp"] and queries[0]["limit"] == ["3"]
+    assert queries[2]["fields"] == ["id,permalink,timestamp"]
+    assert {r.endpoint for r in rec.records} == {"GET /{ig-user-id}/media"}
+    assert_no_token_leak(fake, rec)
+
+
+def test_media_back_to_stops_on_a_stuck_cursor_and_reads_stories(fake: FakeGraph) -> None:
+    recent = "2026-11-30T09:05:00+0000"
+    _media_route(fake, {None: _media_page([("2", recent)], "same"), "same": _media_page([("1", recent)], "same")})
+    _media_route(fake, {None: {"data": [{"id": "s1", "timestamp": recent}, "junk"]}}, edge="stories")
+    rec = Recorder()
+    bound = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+
+    async def main() -> tuple[list[str], list[str]]:
+        async with client_for(fake, rec) as client:
+            media = [m["id"] async for m in client.media_back_to(IG, TOKEN, bound)]
+            stories = [m["id"] async for m in client.media_back_to(IG, TOKEN, bound, stories=True)]
+            return media, stories
+
+    media, stories = run(main())
+    assert media == ["2", "1"] and stories == ["s1"]
+    assert len(fake.requests) == 3  # two media pages, then no loop on the repeated cursor
+    assert rec.records[-1].endpoint == "GET /{ig-user-id}/stories"
 
 
 # --- resumable upload ----------------------------------------------------------------------

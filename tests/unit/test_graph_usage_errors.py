@@ -160,6 +160,42 @@ def test_partial_and_stringly_figures_are_tolerated() -> None:
     assert usage.regain_seconds("9") == 240.0
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # Instagram Login's shape
+        ('{"call_volume":42,"cpu_time":7}', UsageFigures(42, 7, 0)),
+        ('{"call_volume":"12","cpu_time":99.5}', UsageFigures(12, 99, 0)),
+        ('{"cpu_time":3}', UsageFigures(0, 3, 0)),
+        ('{"call_volume":100}', UsageFigures(100, 0, 0)),
+        # Facebook Login's shape, unchanged
+        ('{"call_count":5,"total_cputime":6,"total_time":7}', UsageFigures(5, 6, 7)),
+        # mixes: the busier value of a figure counts
+        ('{"call_volume":30,"call_count":20,"total_time":4}', UsageFigures(30, 0, 4)),
+        ('{"call_count":50,"call_volume":10,"cpu_time":8,"total_cputime":9}', UsageFigures(50, 9, 0)),
+        ('{"call_volume":null,"cpu_time":"x","call_count":3}', UsageFigures(3, 0, 0)),
+        ('{"call_volume":-4,"cpu_time":true,"total_time":2}', UsageFigures(0, 0, 2)),
+    ],
+)
+def test_app_usage_in_both_shapes(raw: str, expected: UsageFigures) -> None:
+    usage = parse_usage({"X-App-Usage": raw})
+    assert usage.app == expected
+    assert usage.max_pct() == expected.max_pct
+
+
+@pytest.mark.parametrize("raw", ['{"call_volume":null,"cpu_time":null}', '{"calls":5}', '[1,2]'])
+def test_app_usage_without_any_known_figure_is_absent(raw: str) -> None:
+    assert parse_usage({"X-App-Usage": raw}).app is None
+
+
+def test_buc_entries_accept_the_instagram_login_names_too() -> None:
+    usage = parse_usage(
+        {"X-Business-Use-Case-Usage": '{"7": [{"type": "instagram", "call_volume": 61, "cpu_time": 2,'
+                                       ' "estimated_time_to_regain_access": 0}]}'}
+    )
+    assert usage.buc["7"] == UsageFigures(61, 2, 0, 0)
+
+
 def test_parse_usage_accepts_httpx_headers() -> None:
     import httpx
 
@@ -182,7 +218,7 @@ FACTS_TABLE: list[tuple[int, int | None, ErrorClass]] = [
     (9004, 2207052, C.PERMANENT),
     (9, 2207042, C.QUOTA),
     (4, 2207051, C.SPAM),
-    (25, 2207050, C.PERMANENT),
+    (25, 2207050, C.ACCOUNT_RESTRICTED),  # a person must act in the app: pause, not fail
     (352, 2207026, C.PERMANENT),
     (36000, 2207004, C.PERMANENT),
     (36001, 2207005, C.PERMANENT),
@@ -216,7 +252,8 @@ GENERIC: list[tuple[int, int | None, ErrorClass]] = [
     (299, None, C.AUTH),
     (190, None, C.AUTH),
     *[(190, sub, C.AUTH) for sub in (458, 459, 460, 463, 464, 467, 492)],
-    (368, None, C.PERMANENT),
+    (368, None, C.POLICY_BLOCKED),  # temporarily blocked: pause with a backoff
+    (368, 1390008, C.POLICY_BLOCKED),
     (506, None, C.PERMANENT),
     (551, None, C.PERMANENT),
     (100, None, C.PERMANENT),
@@ -242,7 +279,7 @@ def test_classify_table(code: int, subcode: int | None, expected: ErrorClass) ->
 
 def test_is_transient_applies_only_without_a_more_specific_class() -> None:
     assert classify(12345, None, True, 400) is C.TRANSIENT
-    assert classify(368, None, True, 400) is C.TRANSIENT
+    assert classify(368, None, True, 400) is C.POLICY_BLOCKED  # a pause, whatever the flag
     assert classify(12345, None, False, 400) is C.PERMANENT
     # specific rows win
     assert classify(100, 2207028, True, 400) is C.PERMANENT

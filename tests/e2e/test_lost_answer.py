@@ -1,0 +1,38 @@
+"""A publish whose answer is lost, then 24/2207008 for the same container (issue 12), run by
+the daemon over real HTTP on both databases: exactly one post, no new container, media id
+recorded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.daemonrun import run_until
+from tests.e2e.test_faults import (
+    SHOP,
+    add_accounts,
+    fast_settings,
+    new_store,
+    settled,
+    tokens,  # noqa: F401 - the autouse fixture that puts the tokens in the environment
+)
+from tests.helpers import image_spec
+
+
+def test_lost_publish_answer_then_2207008_publishes_once(db_url: str, emulator: Any) -> None:
+    emu = emulator
+    add_accounts(emu)
+    emu.state.configure(republish_answer="2207008")
+    emu.state.inject_fault("media_publish", "drop_after", account=SHOP)
+    settings = fast_settings(db_url, emu.base_url, limits={"publish_settle_margin_s": 0.5})
+    store = new_store(settings)
+    store.enqueue([image_spec("lost", in_s=2.5, caption="answer lost")], settings.staging.lead_s, "test")
+    run_until(settings, store, lambda: settled(store), timeout_s=30)
+    post = store.get("lost")
+    assert post is not None and post.state == "published", (post.state if post else None, post.reason if post else None)
+    [media] = emu.state.published_media(SHOP)
+    assert post.media_id == media["id"] and media["caption"] == "answer lost"
+    endpoints = [r["endpoint"] for r in emu.state.requests if r["account"] == SHOP]
+    assert endpoints.count("media") == 1  # no new container
+    publishes = [r for r in emu.state.requests if r["endpoint"] == "media_publish"]
+    assert [r["outcome"] for r in publishes] in (["dropped"], ["dropped", "error"])
+    assert all(r["error_subcode"] in (None, 2207008) for r in publishes)
