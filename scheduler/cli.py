@@ -18,15 +18,15 @@ from scheduler import __version__
 from scheduler.config import Settings, find_config_path, load_settings
 from scheduler.lifecycle import ACTIVE, FINISHED
 from scheduler.problems import InvalidInput, Problem
-from scheduler.store import Store
-from scheduler.store.engine import (
+from scheduler.store import (
     DatabaseUnreachable,
+    NotAllowed,
+    PostNotFound,
     SchemaBehind,
-    ensure_current,
-    make_engine,
+    Store,
     safe_url,
+    upgrade_database,
 )
-from scheduler.store.posts import NotAllowed, PostNotFound
 from scheduler.views import detail_view, post_view, short_time
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -332,11 +332,9 @@ def retry(obj: Ctx, key: str) -> None:
 @handled
 def quota(obj: Ctx, as_json: bool) -> None:
     """Per account: publishing quota used/total, usage-header figures, pause state."""
-    from scheduler.store import quota_report
-
     store = obj.store(upgrade=False)
     store.sync_accounts(obj.settings().accounts)
-    rows = quota_report(store)
+    rows = store.quota_report()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -373,9 +371,8 @@ def db() -> None:
 def upgrade(obj: Ctx) -> None:
     """Apply pending migrations (run also does this at start)."""
     settings = obj.settings()
-    engine = make_engine(settings.database.url)
     try:
-        ensure_current(engine, upgrade_if_behind=True)
+        upgrade_database(settings.database.url)
     except Exception as e:
         if isinstance(e, SchemaBehind | DatabaseUnreachable):
             raise

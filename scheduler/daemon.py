@@ -60,8 +60,7 @@ class Daemon:
         self._timer.start()
         self._timer.add_job(self._tick, "interval", seconds=self.settings.daemon.tick_s,
                             id="tick", coalesce=True, max_instances=1, misfire_grace_time=None)
-        self._timer.add_job(self.rt.flush, "interval", seconds=0.5, id="flush",
-                            coalesce=True, max_instances=1, misfire_grace_time=None)
+        self.rt.calllog.start()
         wd = watchdog_interval_s()
         if wd:
             self._timer.add_job(notify, "interval", args=["WATCHDOG=1"], seconds=wd, id="watchdog")

@@ -1,4 +1,4 @@
-"""The media check before staging (design §7.3): a post whose media breaks a rule fails now,
+"""The media check before staging : a post whose media breaks a rule fails now,
 long before its time; media this host cannot reach is only a warning (Meta fetches it).
 
 The same checks run on demand with `igsched validate --fetch` (preflight.check_all).
@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from scheduler.clock import utcnow
-from scheduler.lifecycle import State, stage_at
+from scheduler.lifecycle import PostMove, stage_at
 from scheduler.models import PostSpec
-from scheduler.pipeline.outcomes import fail, move
+from scheduler.pipeline.outcomes import fail, transition, update
 from scheduler.pipeline.runtime import Runtime
 from scheduler.preflight import check_media
 from scheduler.store import PostRecord
@@ -32,7 +31,7 @@ def upload_problem(spec: PostSpec, base_url: str) -> str | None:
 
 
 async def check(rt: Runtime, post: PostRecord) -> None:
-    now = utcnow()
+    now = rt.clock.now()
     staging_time = max(now, stage_at(post.due_at, post.kind, rt.settings.staging.lead_s))
     spec = post.post_spec()
     problem = upload_problem(spec, rt.settings.graph.base_url)
@@ -40,12 +39,12 @@ async def check(rt: Runtime, post: PostRecord) -> None:
         await fail(rt, post, problem)
         return
     if not rt.settings.preflight.enabled:
-        await move(rt, post, None, preflight="skipped", next_action_at=staging_time)
+        await update(rt, post, None, preflight="skipped", next_action_at=staging_time)
         return
     result = await check_media(spec, rt.http)
     if result.errors:
         await fail(rt, post, "media check failed: " + "; ".join(result.errors))
         return
     event = "media checked" + (": " + "; ".join(result.warnings) if result.warnings else ": ok")
-    await move(rt, post, event, state=State.PLANNED, preflight="warnings" if result.warnings else "ok",
-               next_action_at=max(utcnow(), staging_time))
+    await transition(rt, post, PostMove.TO_PLANNED, event, preflight="warnings" if result.warnings else "ok",
+                     next_action_at=max(rt.clock.now(), staging_time))

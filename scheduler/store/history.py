@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -12,8 +12,27 @@ from scheduler.clock import to_naive_utc
 from scheduler.store.schema import api_calls
 
 
-def record_call(conn: Connection, rec: Any) -> None:
-    """Store a graph.client.CallRecord (duck-typed to keep the store free of HTTP types)."""
+class CallLike(Protocol):
+    """What the store reads of a graph.client.CallRecord (the store knows no HTTP types)."""
+
+    started_at: datetime
+    account: str | None
+    post_id: int | None
+    method: str
+    endpoint: str
+    path: str
+    http_status: int | None
+    outcome: str
+    error_code: int | None
+    error_subcode: int | None
+    error_message: str | None
+    fbtrace_id: str | None
+    duration_ms: float
+    usage: Any  # graph.usage.Usage
+
+
+def record_call(conn: Connection, rec: CallLike) -> None:
+    """Store one Graph call with the busiest usage figures it reported."""
     usage = rec.usage
     app = usage.app if usage else None
     buc = None

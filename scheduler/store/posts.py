@@ -10,7 +10,7 @@ from sqlalchemy import Connection
 
 from scheduler.clock import to_naive_utc
 from scheduler.config import LeadSettings
-from scheduler.lifecycle import ACTIVE, EDITABLE, FINISHED, State, stage_at
+from scheduler.lifecycle import ACTIVE, EDITABLE, FINISHED, POSTS, PostMove, State, stage_at
 from scheduler.models import PostSpec
 from scheduler.store.records import EnqueueReport, MediaRecord, PostRecord
 from scheduler.store.schema import post_events, post_media, posts
@@ -62,6 +62,8 @@ def _plan_values(spec: PostSpec, now: datetime, lead: LeadSettings) -> dict[str,
         "container_id": None,
         "container_created_at": None,
         "publish_started_at": None,
+        "late_cause": None,
+        "hold": None,
         "followup_pending": False,
         "comment_state": "pending" if spec.first_comment else None,
         "comment_id": None,
@@ -95,6 +97,7 @@ def enqueue(
             report.kept.append((spec.key, f"{what}; a re-import never changes it"))
         else:
             # containers of the old version are abandoned; Meta expires them after 24 h
+            values["state"] = POSTS.target(PostMove.REPLAN, rec.state, rec.key)
             conn.execute(posts.update().where(posts.c.id == rec.id).values(**values))
             conn.execute(post_media.delete().where(post_media.c.post_id == rec.id))
             conn.execute(post_media.insert(), _media_rows(rec.id, spec))
@@ -165,7 +168,7 @@ def cancel(conn: Connection, key: str, now: datetime, actor: str) -> PostRecord:
     # clearing the lease token fences out a worker that holds the post now
     conn.execute(
         posts.update().where(posts.c.id == rec.id).values(
-            state=State.CANCELLED, reason="cancelled by the user", lease_owner=None,
+            state=POSTS.target(PostMove.CANCEL, rec.state, rec.key), reason="cancelled by the user", lease_owner=None,
             lease_until=None, lease_token=None, updated_at=now,
         )
     )
@@ -187,6 +190,7 @@ def retry(conn: Connection, key: str, now: datetime, lead: LeadSettings, actor: 
         values["due_at"] = max(rec.due_at, now)
         values["next_action_at"] = max(now, stage_at(values["due_at"], rec.kind, lead))  # type: ignore[arg-type]
         values["comment_state"] = rec.comment_state
+        values["state"] = POSTS.target(PostMove.RETRY, rec.state, rec.key)
         conn.execute(posts.update().where(posts.c.id == rec.id).values(**values))
         conn.execute(
             post_media.update().where(post_media.c.post_id == rec.id).values(
