@@ -16,7 +16,7 @@ from typing import Any, Unpack
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from scheduler.clock import iso, to_naive_utc, utcnow
+from scheduler.clock import SYSTEM_CLOCK, Clock, iso, to_naive_utc
 from scheduler.config import AccountSettings, LeadSettings
 from scheduler.lifecycle import PostMove, TransitionNotAllowed
 from scheduler.models import PostSpec
@@ -73,8 +73,11 @@ class UsageFigures:
 
 
 class Store:
-    def __init__(self, url: str, upgrade: bool = True) -> None:
+    def __init__(self, url: str, upgrade: bool = True, clock: Clock | None = None) -> None:
+        """`clock`: the time that decides due-ness. By default the system clock on SQLite and
+        the database's clock on PostgreSQL; tests pass a FakeClock to drive both."""
         self.engine = make_engine(url)
+        self.clock = clock
         ensure_current(self.engine, upgrade_if_behind=upgrade)
 
     @property
@@ -97,11 +100,14 @@ class Store:
             yield conn
 
     def now(self) -> datetime:
-        """Naive UTC. PostgreSQL: the database's clock, so skewed hosts cannot publish early."""
+        """Naive UTC. PostgreSQL: the database's clock, so skewed hosts cannot publish early
+        (unless a clock was injected)."""
+        if self.clock is not None:
+            return self.clock.now()
         if self.dialect == "postgresql":
             with self._read() as conn:
                 return conn.execute(sa.text("SELECT timezone('UTC', clock_timestamp())")).scalar_one()
-        return utcnow()
+        return SYSTEM_CLOCK.now()
 
     # --- queue side -------------------------------------------------------------
     def sync_accounts(self, configured: Sequence[AccountSettings]) -> None:

@@ -97,6 +97,9 @@ def update_post(
 ) -> PostRecord:
     """Compare-and-set on the lease token; `move` (a transition of lifecycle.POSTS, checked
     against the post's current state) changes the state, and is recorded as an event."""
+    unknown = set(values) - PostChanges.__optional_keys__
+    if unknown:  # e.g. `state`: it changes only through a transition
+        raise TypeError(f"not a column a step may change: {', '.join(sorted(unknown))}")
     with fenced(conn, post_id, token) as rec:
         row: dict[str, Any] = dict(values)
         row["updated_at"] = now

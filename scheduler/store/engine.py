@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import igsched_migrations  # the top-level migrations/ folder, installed as a package
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -75,8 +76,6 @@ def _sqlite_engine(url: str) -> Engine:
 
 
 def _alembic_config() -> Config:
-    import igsched_migrations  # the top-level migrations/ folder, installed as a package
-
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(igsched_migrations.__file__).parent))
     return cfg

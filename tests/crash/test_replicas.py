@@ -22,6 +22,7 @@ import sqlalchemy as sa
 import yaml
 
 from scheduler.config import load_settings
+from scheduler.lifecycle import PostMove
 from scheduler.models import MediaItem, PostSpec
 from scheduler.store import Store
 from scheduler.store.schema import post_events
@@ -156,9 +157,9 @@ def test_quota_gate_holds_under_concurrent_publishers(db_url: str) -> None:
             if store.begin_publish(post, name, 25).ok:
                 granted.append(post.key)
                 time.sleep(rng.uniform(0, 0.02))  # media_publish in flight
-                store.update(post, name, state="published", published_at=store.now())
+                store.transition(post, PostMove.MARK_PUBLISHED, name, published_at=store.now())
             else:
-                store.update(post, name, state="deferred", next_action_at=store.now() + timedelta(days=1))
+                store.transition(post, PostMove.TO_DEFERRED, name, next_action_at=store.now() + timedelta(days=1))
 
     stores = [Store(db_url) for _ in range(3)]
     threads = [threading.Thread(target=publisher, args=(stores[i % 3], f"d{i % 3}", i)) for i in range(12)]

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from scheduler.clock import utcnow
 from scheduler.config import StagingSettings
 from scheduler.emulator import RunningEmulator
-from scheduler.pipeline.learning import expected_processing_s
-from scheduler.pipeline.runtime import DEFAULT_PROCESSING_S, Runtime
+from scheduler.pipeline.processing import DEFAULT_PROCESSING_S
+from scheduler.pipeline.runtime import Runtime
 from scheduler.store import Store
 from tests.helpers import settings_for
 from tests.kinds_support import (
@@ -218,15 +218,15 @@ posts:
     enqueue_yaml(store, settings, text)
     first = run_daemon(settings, store, timeout_s=30)
     assert {p.state for p in by_key(store).values()} == {"published"}
-    learnt = first.rt.processing_s[("shop", "video")]
+    learnt = first.rt.processing.estimates[("shop", "video")]
     assert 1.5 <= learnt <= 6.0, learnt
 
     async def fresh_expectations() -> tuple[float, float, float]:
         rt = Runtime(settings, store, "restarted")
         try:
-            return (await expected_processing_s(rt, "shop", "video"),
-                    await expected_processing_s(rt, "shop", "image"),
-                    await expected_processing_s(rt, "brand2", "video"))
+            return (await rt.processing.expected_s("shop", "video"),
+                    await rt.processing.expected_s("shop", "image"),
+                    await rt.processing.expected_s("brand2", "video"))
         finally:
             await rt.aclose()
 

@@ -8,11 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from scheduler.lifecycle import State
-from scheduler.store import Store
-from scheduler.store.claims import LeaseLost
-from scheduler.store.engine import SchemaBehind, current_revision, head_revision, make_engine
-from scheduler.store.posts import NotAllowed
+from scheduler.lifecycle import PostMove, State
+from scheduler.store import LeaseLost, NotAllowed, SchemaBehind, Store, current_revision, head_revision
+from scheduler.store.engine import make_engine
 from tests.helpers import image_spec, settings_for
 
 
@@ -52,7 +50,7 @@ def test_published_post_is_never_changed_by_reimport(store: Store, db_url: str) 
     spec = image_spec("p", in_s=0)
     store.enqueue([spec], lead, "t")
     [claimed] = store.claim_due("d", 30, 10)
-    store.update(claimed, "d", state="published", media_id="m1")
+    store.transition(claimed, PostMove.MARK_PUBLISHED, "d", media_id="m1")
     r = store.enqueue([replace(spec, caption="other")], lead, "t")
     assert r.kept == [("p", "already published; a re-import never changes it")]
     rec = store.get("p")
@@ -69,7 +67,7 @@ def test_cancel_fences_out_the_worker_and_retry_replans(store: Store, db_url: st
     [claimed] = store.claim_due("d", 30, 10)
     store.cancel("c", "t")
     with pytest.raises(LeaseLost):
-        store.update(claimed, "d", state="staging")
+        store.transition(claimed, PostMove.TO_STAGING, "d")
     assert store.get("c").state == State.CANCELLED  # type: ignore[union-attr]
     store.retry("c", lead, "t")
     rec = store.get("c")
@@ -109,8 +107,8 @@ def test_stale_lease_holder_cannot_finish_a_step(store: Store, db_url: str) -> N
     [theirs] = store.claim_due("fast", 30, 1)
     assert theirs.id == mine.id and theirs.lease_token != mine.lease_token
     with pytest.raises(LeaseLost):
-        store.update(mine, "slow", state="staging")
-    store.update(theirs, "fast", state="staging")
+        store.transition(mine, PostMove.TO_STAGING, "slow")
+    store.transition(theirs, PostMove.TO_STAGING, "fast")
     assert store.get("s").state == "staging"  # type: ignore[union-attr]
 
 
@@ -128,7 +126,7 @@ def test_quota_gate_counts_published_and_in_flight(store: Store, db_url: str) ->
     store.update_quota("shop", 0, 2, 86400)
     posts = store.claim_due("d", 60, 3)
     for p in posts:
-        store.update(p, "d", release=False, container_id=f"c-{p.key}")
+        store.transition(p, PostMove.TO_READY, "d", release=False, container_id=f"c-{p.key}")
     first = store.begin_publish(posts[0], "d", 25)
     second = store.begin_publish(posts[1], "d", 25)
     third = store.begin_publish(posts[2], "d", 25)
