@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 from scheduler.graph.client import CallRecord
@@ -33,15 +34,17 @@ def failure_kind(e: BaseException) -> str:
 
 
 class CallLog:
-    def __init__(self, store: Store, interval_s: float = 0.5) -> None:
+    def __init__(self, store: Store, interval_s: float = 0.5,
+                 timer: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.interval_s = interval_s
+        self._timer = timer  # for the backoff: wall time, whatever clock the pipeline uses
         self.calls: list[CallRecord] = []
         self.pauses: list[tuple[str, datetime, str]] = []  # (scope, until, reason)
         self.usage: dict[str, UsageFigures] = {}
         self.failures = 0
         self._seen_kinds: set[str] = set()
-        self._retry_at = 0.0  # time.monotonic() before which a failed write is not retried
+        self._retry_at = 0.0  # timer() before which a failed write is not retried
         self._task: asyncio.Task[None] | None = None
         self._soon: set[asyncio.Task[None]] = set()
 
@@ -88,7 +91,7 @@ class CallLog:
     async def flush(self, force: bool = False) -> None:
         if not (self.calls or self.pauses or self.usage):
             return
-        if not force and time.monotonic() < self._retry_at:
+        if not force and self._timer() < self._retry_at:
             return
         calls, self.calls = self.calls, []
         pauses, self.pauses = self.pauses, []
@@ -112,7 +115,7 @@ class CallLog:
     def _failed(self, e: Exception, rows: int) -> None:
         self.failures += 1
         delay = min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (self.failures - 1))
-        self._retry_at = time.monotonic() + delay
+        self._retry_at = self._timer() + delay
         kind = failure_kind(e)
         if kind in self._seen_kinds:
             return

@@ -9,7 +9,14 @@ from dataclasses import replace
 import pytest
 
 from scheduler.lifecycle import PostMove, State
-from scheduler.store import LeaseLost, NotAllowed, SchemaBehind, Store, current_revision, head_revision
+from scheduler.store import (
+    LeaseLost,
+    NotAllowed,
+    SchemaBehind,
+    Store,
+    current_revision,
+    head_revision,
+)
 from scheduler.store.engine import make_engine
 from tests.helpers import image_spec, settings_for
 

@@ -56,7 +56,7 @@ def test_no_import_cycle_in_scheduler() -> None:
         stack.append(m)
         for dep in sorted(graph[m]):
             if state.get(dep) == 1:
-                cycle = stack[stack.index(dep):] + [dep]
+                cycle = [*stack[stack.index(dep):], dep]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))
             if dep not in state:
                 visit(dep)

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.lifecycle import ACTIVE, EDITABLE, FINISHED, POSTS, PostMove, State, TransitionNotAllowed
+from scheduler.lifecycle import (
+    ACTIVE,
+    EDITABLE,
+    FINISHED,
+    POSTS,
+    PostMove,
+    State,
+    TransitionNotAllowed,
+)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
