@@ -166,7 +166,7 @@ def _load_files(files: tuple[Path, ...], settings: Settings, report: bool) -> tu
 
 
 def _fetch_checks(specs: list[Any]) -> list[Problem]:
-    from scheduler.preflight import check_all
+    from scheduler.pipeline.preflight import check_all
 
     out: list[Problem] = []
     for spec, result in check_all(specs):

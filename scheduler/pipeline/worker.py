@@ -12,9 +12,9 @@ from scheduler.graph.client import call_context
 from scheduler.graph.errors import ErrorClass, GraphError
 from scheduler.headroom import spaced_stage_at
 from scheduler.lifecycle import PostMove, State, lead_seconds
-from scheduler.pipeline.checking import check
 from scheduler.pipeline.followup import followup
 from scheduler.pipeline.outcomes import handle_error, reschedule_paused, transition, update
+from scheduler.pipeline.preflight import check
 from scheduler.pipeline.publishing import publish, verify
 from scheduler.pipeline.runtime import Paused, Runtime
 from scheduler.pipeline.staging import stage
