@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from scheduler.clock import utcnow
+from scheduler.clock import SYSTEM_CLOCK, Clock, utcnow
 from scheduler.config import Settings
 from scheduler.inbox import scan_inbox
 from scheduler.lifecycle import ACTIVE
@@ -30,12 +30,15 @@ DRAIN_S = 20.0
 
 
 class Daemon:
-    def __init__(self, settings: Settings, store: Store, stop_when_idle: bool = False) -> None:
+    def __init__(self, settings: Settings, store: Store, stop_when_idle: bool = False,
+                 clock: Clock | None = None) -> None:
+        """`clock`: the pipeline's time; by default the store's injected clock (tests), else
+        the system clock."""
         self.settings = settings
         self.store = store
         self.identity = settings.daemon.resolved_identity()
         self.stop_when_idle = stop_when_idle
-        self.rt = Runtime(settings, store, self.identity)
+        self.rt = Runtime(settings, store, self.identity, clock or store.clock or SYSTEM_CLOCK)
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
@@ -44,6 +47,10 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Look for due work now (e.g. after a test moved the clock forward)."""
         self._wake.set()
 
     async def run(self) -> int:
@@ -130,7 +137,7 @@ class Daemon:
             else:
                 self._wake.set()
                 return
-        # the database's clock decides due-ness; translate its time into ours for the timer
+        # the store's clock decides due-ness; the timer waits that long in real time
         run_at = utcnow() + timedelta(seconds=delay)
         self._timer.add_job(self._wake.set, "date", run_date=run_at.replace(tzinfo=None),
                             id="wake", replace_existing=True, misfire_grace_time=None)

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import httpx
 
 from scheduler import __version__
+from scheduler.clock import SYSTEM_CLOCK, Clock, to_aware
 from scheduler.graph.endpoints import CREATE_CONTAINER
 from scheduler.graph.errors import ErrorClass, GraphError, GraphUnavailable, UploadError, redact
 from scheduler.graph.usage import Usage, parse_usage
@@ -183,9 +184,11 @@ class GraphClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         before_call: BeforeCall | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._before_call = before_call
+        self._clock = clock  # stamps each CallRecord (the container budget counts by it)
         self.api_version = api_version.strip("/")
         self.timeout_s = timeout_s
         self._on_call = on_call
@@ -274,7 +277,7 @@ class GraphClient:
             self._before_call(ctx)
         secrets = (token,)
         request_headers = {"Authorization": f"{auth_scheme} {token}", **(headers or {})}
-        started_at = datetime.now(UTC)
+        started_at = to_aware(self._clock.now())
         t0 = time.perf_counter()
         status: int | None = None
         usage = Usage()

@@ -40,7 +40,7 @@ class Runtime:
         self.calls_made = 0
         self.graph = GraphClient(
             settings.graph.base_url, settings.graph.api_version, settings.graph.timeout_s,
-            on_call=self.on_call, before_call=self.pauses.guard,
+            on_call=self.on_call, before_call=self.pauses.guard, clock=clock,
         )
         # for the media check (not the Graph API: no token, redirects followed like Meta does)
         self.http = httpx.AsyncClient(timeout=settings.preflight.timeout_s, follow_redirects=True)
