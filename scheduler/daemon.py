@@ -44,10 +44,16 @@ class Daemon:
         self._running: set[asyncio.Task[None]] = set()
         self._timer = AsyncIOScheduler(timezone="UTC")
         self.steps_done = 0
+        self._claiming = False
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+
+    @property
+    def busy(self) -> bool:
+        """A step is running (or being claimed)."""
+        return bool(self._running) or self._claiming
 
     def wake(self) -> None:
         """Look for due work now (e.g. after a test moved the clock forward)."""
@@ -104,6 +110,7 @@ class Daemon:
         free = self.settings.daemon.workers - len(self._running)
         claimed = []
         if free > 0:
+            self._claiming = True
             try:
                 claimed = await asyncio.to_thread(
                     self.store.claim_due, self.identity, self.settings.daemon.lease_s, free
@@ -111,6 +118,8 @@ class Daemon:
             except Exception:
                 log.exception("claiming due posts failed; trying again at the next tick")
                 return
+            finally:
+                self._claiming = False
         for post in claimed:
             task = asyncio.create_task(work(self.rt, post), name=f"post-{post.key}")
             self._running.add(task)

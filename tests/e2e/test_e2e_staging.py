@@ -8,13 +8,14 @@ the account's history surviving a restart.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from scheduler.clock import utcnow
+from scheduler.clock import FakeClock, utcnow
 from scheduler.config import StagingSettings
 from scheduler.emulator import RunningEmulator
 from scheduler.pipeline.processing import DEFAULT_PROCESSING_S
@@ -33,6 +34,7 @@ from tests.kinds_support import (
     events_text,
     media_url,
     run_daemon,
+    warped_emulator,
 )
 
 DEFAULT_STAGING = StagingSettings().model_dump()  # the shipped lead times and polling
@@ -55,12 +57,24 @@ def _status_polls(emu: RunningEmulator, container_ids: set[str]) -> list[dict[st
             if r["endpoint"] == "container_status" and r["path"].rsplit("/", 1)[-1] in container_ids]
 
 
-@pytest.mark.slow
+@pytest.fixture
+def warp() -> FakeClock:
+    return FakeClock(running=True)
+
+
+@pytest.fixture
+def warped(warp: FakeClock) -> Iterator[RunningEmulator]:
+    with warped_emulator(warp) as emu:
+        add_accounts(emu)
+        yield emu
+
+
 def test_reel_processing_20s_goes_live_on_the_second_and_a_late_one_says_why(
-    db_url: str, emu: RunningEmulator
+    db_url: str, warped: RunningEmulator, warp: FakeClock
 ) -> None:
     """With the shipped defaults (reels staged up to an hour ahead, first status check at the
-    expected processing time, polls densest near the due time):
+    expected processing time, polls densest near the due time), on a clock that jumps to
+    each next step instead of waiting 40 s:
     - a reel that takes 20 s to process, due 40 s after enqueue, goes live within 1 s of its
       time, with only a few status checks;
     - a reel that takes 12 s, due 6 s after enqueue, is still processing at its time: it goes
@@ -70,35 +84,35 @@ account: shop
 posts:
   - key: on-time
     at: {at_in(40)}
-    reel: {media_url(emu, "long.mp4", emu_processing_s=20)}
+    reel: {media_url(warped, "long.mp4", emu_processing_s=20)}
     caption: twenty seconds of processing
   - key: late
     at: {at_in(6)}
-    reel: {media_url(emu, "longer.mp4", emu_processing_s=12)}
+    reel: {media_url(warped, "longer.mp4", emu_processing_s=12)}
     caption: still processing at its time
 """
-    settings = settings_for(db_url, emu.base_url, staging=DEFAULT_STAGING)
-    store = Store(db_url)
+    settings = settings_for(db_url, warped.base_url, staging=DEFAULT_STAGING)
+    store = Store(db_url, clock=warp)
     enqueue_yaml(store, settings, text)
 
-    run_daemon(settings, store, timeout_s=70)
+    run_daemon(settings, store, timeout_s=20, warp=warp)
 
     posts = by_key(store)
     on_time, late = posts["on-time"], posts["late"]
     assert on_time.state == "published" and late.state == "published"
     assert on_time.lateness_s is not None and 0 <= on_time.lateness_s < 1.0, events_text(store, on_time)
     assert on_time.reason is None
-    containers = emu.state.containers
+    containers = warped.state.containers
     c = containers[str(on_time.container_id)]
     assert c["processing_s"] == 20
     # staged at once (the lead is an hour), first checked near the expected 20 s: few polls
-    polls = _status_polls(emu, {str(on_time.container_id)})
+    polls = _status_polls(warped, {str(on_time.container_id)})
     assert 1 <= len(polls) <= 3, [round(p["t"] - c["created_at"], 1) for p in polls]
     assert polls[0]["t"] - c["created_at"] >= 15
 
     # the late one: published as soon as processing finished, and says why it was late
     cl = containers[str(late.container_id)]
-    live = {m["id"]: m for m in emu.state.published_media()}
+    live = {m["id"]: m for m in warped.state.published_media()}
     went_live = live[str(late.media_id)]["published_at"]
     assert 0 <= went_live - cl["ready_at"] < 1.0
     assert late.lateness_s is not None and 5.0 <= late.lateness_s < 8.0
@@ -106,8 +120,8 @@ posts:
     history = events_text(store, late)
     assert "ready after its time" in history and late.reason in history
     # overdue polling stays dense only while the lateness is small (1/8 of it, ≥ poll_min_s)
-    assert len(_status_polls(emu, {str(late.container_id)})) <= 16
-    assert count(emu, "media_publish") == 2 and len(created(emu)) == 2
+    assert len(_status_polls(warped, {str(late.container_id)})) <= 16
+    assert count(warped, "media_publish") == 2 and len(created(warped)) == 2
 
 
 def test_expired_containers_are_recreated(db_url: str, emu: RunningEmulator) -> None:
