@@ -1,4 +1,4 @@
-"""Command line (design §7.1). Commands only: parse, call, print. Exit 0 / 1 / 2."""
+"""Command line (README "Command line"). Commands only: parse, call, print. Exit 0 / 1 / 2."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Meta's usage headers (X-App-Usage, X-Business-Use-Case-Usage) → typed figures.
 
 The figures are whole percentages of a rolling allowance; the daemon spaces out or pauses work
-from them (design §5). Parsing never raises: a header we cannot read counts as absent, because
+from them (README "Limits, retries and crash safety"). Parsing never raises: a header we cannot read counts as absent, because
 a malformed header must never turn a successful API call into a failure.
 """
 

@@ -61,7 +61,7 @@ STORY_IMAGE = MediaRule("a story image", JPEG_TYPES, 8 * MiB)
 COVER = MediaRule("a reel cover", JPEG_TYPES, 8 * MiB)
 REEL = MediaRule("a reel", VIDEO_TYPES, 300 * MiB, duration_s=(3, 15 * 60))
 STORY_VIDEO = MediaRule("a story video", VIDEO_TYPES, 100 * MiB, duration_s=(3, 60))
-# The facts sheet gives no separate carousel-video limits; the reel limits are the widest
+# Meta documents no separate carousel-video limits; the reel limits are the widest
 # Meta documents, so nothing Meta would accept is refused here.
 CAROUSEL_VIDEO = MediaRule("a carousel video", VIDEO_TYPES, 300 * MiB, duration_s=(3, 15 * 60))
 
