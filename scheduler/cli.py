@@ -196,7 +196,7 @@ def enqueue(obj: Ctx, files: tuple[Path, ...]) -> None:
         _problems(problems)
     store = obj.store(upgrade=True)
     store.sync_accounts(settings.accounts)
-    report = store.enqueue(specs, settings.staging.lead_s, ACTOR)
+    report = store.enqueue(specs, ACTOR)
     for key in report.new:
         click.echo(f"new        {key}")
     for key in report.updated:

@@ -60,7 +60,7 @@ def parse(text: str, settings: Settings, base_dir: Path | None = None) -> list[P
 def enqueue_yaml(store: Store, settings: Settings, text: str, base_dir: Path | None = None) -> list[PostSpec]:
     specs = parse(text, settings, base_dir)
     store.sync_accounts(settings.accounts)
-    report = store.enqueue(specs, settings.staging.lead_s, "test")
+    report = store.enqueue(specs, "test")
     assert len(report.new) == len(specs), report
     return specs
 

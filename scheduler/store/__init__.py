@@ -114,10 +114,12 @@ class Store:
         with self._tx() as conn:
             acc.sync_accounts(conn, configured, self.now())
 
-    def enqueue(self, specs: Sequence[PostSpec], lead: LeadSettings, actor: str) -> EnqueueReport:
+    def enqueue(self, specs: Sequence[PostSpec], actor: str) -> EnqueueReport:
+        """Import validated specs atomically. A new or changed post is checked at once and
+        staged at its lead time (the pipeline computes it), so no lead is needed here."""
         now = self.now()
         with self._tx() as conn:
-            return qp.enqueue(conn, specs, now, lead, actor)
+            return qp.enqueue(conn, specs, now, actor)
 
     def get(self, key: str) -> PostRecord | None:
         with self._read() as conn:

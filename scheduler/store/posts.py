@@ -42,7 +42,7 @@ def _media_rows(post_id: int, spec: PostSpec) -> list[dict[str, object]]:
     return [{"post_id": post_id, "position": 0, "media_kind": m.kind, "source": m.source}]
 
 
-def _plan_values(spec: PostSpec, now: datetime, lead: LeadSettings) -> dict[str, object]:
+def _plan_values(spec: PostSpec, now: datetime) -> dict[str, object]:
     due = to_naive_utc(spec.at) if spec.at is not None else now
     return {
         "account": spec.account,
@@ -73,14 +73,12 @@ def _plan_values(spec: PostSpec, now: datetime, lead: LeadSettings) -> dict[str,
     }
 
 
-def enqueue(
-    conn: Connection, specs: Sequence[PostSpec], now: datetime, lead: LeadSettings, actor: str
-) -> EnqueueReport:
+def enqueue(conn: Connection, specs: Sequence[PostSpec], now: datetime, actor: str) -> EnqueueReport:
     """Import validated specs in the caller's transaction: new, updated, unchanged or kept."""
     report = EnqueueReport([], [], [], [])
     for spec in specs:
         row = conn.execute(_lock(conn, sa.select(posts).where(posts.c.key == spec.key))).first()
-        values = _plan_values(spec, now, lead)
+        values = _plan_values(spec, now)
         if row is None:
             post_id = conn.execute(
                 posts.insert().values(key=spec.key, created_at=now, **values).returning(posts.c.id)
@@ -186,7 +184,7 @@ def retry(conn: Connection, key: str, now: datetime, lead: LeadSettings, actor: 
         raise NotAllowed(f"post {key} is already published (media {rec.media_id}); it is never published twice")
     if rec.state in (State.FAILED, State.CANCELLED):
         spec = rec.post_spec()
-        values = _plan_values(spec, now, lead)
+        values = _plan_values(spec, now)
         values["due_at"] = max(rec.due_at, now)
         values["next_action_at"] = max(now, stage_at(values["due_at"], rec.kind, lead))  # type: ignore[arg-type]
         values["comment_state"] = rec.comment_state

@@ -96,7 +96,7 @@ def enqueue(settings: Settings, n: int, first_s: float, spread_s: float) -> Stor
                    account="shop" if i % 2 else "brand2")
         for i in range(n)
     ]
-    store.enqueue(specs, settings.staging.lead_s, "test")
+    store.enqueue(specs, "test")
     return store
 
 

@@ -27,7 +27,7 @@ def test_image_posts_publish_on_time_exactly_once(db_url: str, emulator: Any) ->
     store = Store(db_url)
     store.sync_accounts(settings.accounts)
     specs = [image_spec("e1", in_s=3.5), image_spec("e2", in_s=4.5, caption="two", account="brand2")]
-    store.enqueue(specs, settings.staging.lead_s, "test")
+    store.enqueue(specs, "test")
 
     run_until_idle(settings, store, timeout_s=40)
 
@@ -54,8 +54,7 @@ def test_permanent_error_fails_with_metas_reason(db_url: str, emulator: Any) -> 
     settings = settings_for(db_url, emulator.base_url)
     store = Store(db_url)
     store.sync_accounts(settings.accounts)
-    store.enqueue([image_spec("bad", in_s=3, url="https://cdn.example.com/x.jpg?emu_fail=2207052")],
-                  settings.staging.lead_s, "test")
+    store.enqueue([image_spec("bad", in_s=3, url="https://cdn.example.com/x.jpg?emu_fail=2207052")], "test")
     run_until_idle(settings, store, timeout_s=30)
     rec = store.get("bad")
     assert rec is not None and rec.state == "failed"

@@ -31,7 +31,7 @@ def store(db_url: str, clock: FakeClock) -> Store:
 
 
 def _enqueue(store: Store, db_url: str, *keys: str, in_s: float = 0.0) -> None:
-    store.enqueue([image_spec(k, in_s=in_s) for k in keys], settings_for(db_url).staging.lead_s, "t")
+    store.enqueue([image_spec(k, in_s=in_s) for k in keys], "t")
 
 
 def _call(clock: FakeClock, account: str = "shop", endpoint: str = CREATE_CONTAINER, outcome: str = "ok",
@@ -219,7 +219,7 @@ def test_quota_report_counts_own_publishes_meta_and_pauses(store: Store, db_url:
 
 def test_list_posts_filters_and_orders(store: Store, db_url: str, clock: FakeClock) -> None:
     _enqueue(store, db_url, "x", "y")
-    store.enqueue([image_spec("z", account="brand2", in_s=0)], settings_for(db_url).staging.lead_s, "t")
+    store.enqueue([image_spec("z", account="brand2", in_s=0)], "t")
     assert [p.key for p in store.list_posts([State.PLANNED])] == ["x", "y", "z"]
     assert [p.key for p in store.list_posts([State.PLANNED], account="brand2")] == ["z"]
     clock.advance(10)

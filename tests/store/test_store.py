@@ -38,13 +38,12 @@ def test_migrations_reach_head_and_are_idempotent(db_url: str) -> None:
 
 
 def test_enqueue_is_idempotent_and_edits_by_key(store: Store, db_url: str) -> None:
-    lead = settings_for(db_url).staging.lead_s
     a, b = image_spec("a"), image_spec("b")
-    r1 = store.enqueue([a, b], lead, "t")
+    r1 = store.enqueue([a, b], "t")
     assert (r1.new, r1.updated, r1.unchanged) == (["a", "b"], [], [])
-    r2 = store.enqueue([a, b], lead, "t")
+    r2 = store.enqueue([a, b], "t")
     assert (r2.new, r2.updated, r2.unchanged) == ([], [], ["a", "b"])
-    r3 = store.enqueue([replace(a, caption="changed")], lead, "t")
+    r3 = store.enqueue([replace(a, caption="changed")], "t")
     assert r3.updated == ["a"]
     rec = store.get("a")
     assert rec is not None and rec.spec["caption"] == "changed" and rec.state == State.PLANNED
@@ -55,10 +54,10 @@ def test_enqueue_is_idempotent_and_edits_by_key(store: Store, db_url: str) -> No
 def test_published_post_is_never_changed_by_reimport(store: Store, db_url: str) -> None:
     lead = settings_for(db_url).staging.lead_s
     spec = image_spec("p", in_s=0)
-    store.enqueue([spec], lead, "t")
+    store.enqueue([spec], "t")
     [claimed] = store.claim_due("d", 30, 10)
     store.transition(claimed, PostMove.MARK_PUBLISHED, "d", media_id="m1")
-    r = store.enqueue([replace(spec, caption="other")], lead, "t")
+    r = store.enqueue([replace(spec, caption="other")], "t")
     assert r.kept == [("p", "already published; a re-import never changes it")]
     rec = store.get("p")
     assert rec is not None and rec.spec["caption"] == "hello" and rec.media_id == "m1"
@@ -70,7 +69,7 @@ def test_published_post_is_never_changed_by_reimport(store: Store, db_url: str) 
 
 def test_cancel_fences_out_the_worker_and_retry_replans(store: Store, db_url: str) -> None:
     lead = settings_for(db_url).staging.lead_s
-    store.enqueue([image_spec("c", in_s=0)], lead, "t")
+    store.enqueue([image_spec("c", in_s=0)], "t")
     [claimed] = store.claim_due("d", 30, 10)
     store.cancel("c", "t")
     with pytest.raises(LeaseLost):
@@ -85,8 +84,7 @@ def test_cancel_fences_out_the_worker_and_retry_replans(store: Store, db_url: st
 def test_two_concurrent_claimers_never_get_the_same_post(db_url: str) -> None:
     s1, s2 = Store(db_url), Store(db_url)
     s1.sync_accounts(settings_for(db_url).accounts)
-    lead = settings_for(db_url).staging.lead_s
-    s1.enqueue([image_spec(f"k{i}", in_s=0) for i in range(120)], lead, "t")
+    s1.enqueue([image_spec(f"k{i}", in_s=0) for i in range(120)], "t")
     got: dict[str, list[str]] = {"d1": [], "d2": []}
 
     def claimer(store: Store, name: str) -> None:
@@ -108,7 +106,7 @@ def test_two_concurrent_claimers_never_get_the_same_post(db_url: str) -> None:
 
 
 def test_stale_lease_holder_cannot_finish_a_step(store: Store, db_url: str) -> None:
-    store.enqueue([image_spec("s", in_s=0)], settings_for(db_url).staging.lead_s, "t")
+    store.enqueue([image_spec("s", in_s=0)], "t")
     [mine] = store.claim_due("slow", 0.2, 1)
     time.sleep(0.4)
     [theirs] = store.claim_due("fast", 30, 1)
@@ -120,7 +118,7 @@ def test_stale_lease_holder_cannot_finish_a_step(store: Store, db_url: str) -> N
 
 
 def test_restart_takes_back_own_leases(store: Store, db_url: str) -> None:
-    store.enqueue([image_spec("r", in_s=0)], settings_for(db_url).staging.lead_s, "t")
+    store.enqueue([image_spec("r", in_s=0)], "t")
     assert store.claim_due("host-a", 300, 1)
     assert store.claim_due("host-a", 300, 1) == []
     assert store.release_own_leases("host-a") == 1
@@ -128,8 +126,7 @@ def test_restart_takes_back_own_leases(store: Store, db_url: str) -> None:
 
 
 def test_quota_gate_counts_published_and_in_flight(store: Store, db_url: str) -> None:
-    lead = settings_for(db_url).staging.lead_s
-    store.enqueue([image_spec(f"q{i}", in_s=0) for i in range(3)], lead, "t")
+    store.enqueue([image_spec(f"q{i}", in_s=0) for i in range(3)], "t")
     store.update_quota("shop", 0, 2, 86400)
     posts = store.claim_due("d", 60, 3)
     for p in posts:

@@ -36,7 +36,7 @@ def _force(store: Store, key: str, state: State, token: str | None = "tok") -> P
 
 @pytest.mark.parametrize("source", list(State))
 def test_every_named_transition_from_every_state(store: Store, db_url: str, source: State) -> None:
-    store.enqueue([image_spec("p", in_s=0)], settings_for(db_url).staging.lead_s, "t")
+    store.enqueue([image_spec("p", in_s=0)], "t")
     for move, t in POSTS.transitions.items():
         if move in USER_MOVES:
             continue
@@ -60,7 +60,7 @@ def test_every_named_transition_from_every_state(store: Store, db_url: str, sour
 def test_cancel_retry_and_reimport_follow_the_table(store: Store, db_url: str, source: State) -> None:
     lead = settings_for(db_url).staging.lead_s
     spec = image_spec("u", in_s=0)
-    store.enqueue([spec], lead, "t")
+    store.enqueue([spec], "t")
 
     _force(store, "u", source, token=None)
     if POSTS.allows(PostMove.CANCEL, source):
@@ -84,7 +84,7 @@ def test_cancel_retry_and_reimport_follow_the_table(store: Store, db_url: str, s
 
     _force(store, "u", source, token=None)
     spec = replace(spec, caption=f"changed in {source}")
-    report = store.enqueue([spec], lead, "t")
+    report = store.enqueue([spec], "t")
     if source in EDITABLE:
         assert report.updated == ["u"] and store.get("u").state == State.PLANNED  # type: ignore[union-attr]
     else:
@@ -92,7 +92,7 @@ def test_cancel_retry_and_reimport_follow_the_table(store: Store, db_url: str, s
 
 
 def test_update_never_changes_the_state(store: Store, db_url: str) -> None:
-    store.enqueue([image_spec("n", in_s=0)], settings_for(db_url).staging.lead_s, "t")
+    store.enqueue([image_spec("n", in_s=0)], "t")
     [post] = store.claim_due("w", 30, 1)
     with pytest.raises(TypeError):
         store.update(post, "w", state="published")  # type: ignore[call-arg]
