@@ -88,6 +88,8 @@ def run_daemon(
     With `warp` (the FakeClock the store and the emulator read), time jumps: whenever the
     daemon is idle, the clock moves straight to the next moment a post needs attention, so a
     day of waiting passes in milliseconds and nothing due is ever skipped."""
+    if warp is None and isinstance(store.clock, FakeClock):
+        warp = store.clock
     daemon = Daemon(settings, store, stop_when_idle=until is None)
 
     def time_warp() -> None:
