@@ -217,7 +217,7 @@ posts:
     assert len(created(emu)) == 5 and all(r["outcome"] == "ok" for r in created(emu))
 
 
-def test_processing_time_is_learnt_and_survives_a_restart(db_url: str, emu: RunningEmulator) -> None:
+def test_processing_time_is_learnt_and_survives_a_restart(db_url: str, clock: FakeClock, emu: RunningEmulator) -> None:
     """After a run in which the account's videos took about 3 s, a freshly started daemon
     (a new Runtime) expects about 3 s for that account's videos — read from post_media, not
     the 20 s default — and the default still for another account."""
@@ -228,7 +228,7 @@ posts:
   - {{key: v2, at: {at_in(6.5)}, story: "{media_url(emu, "v2.mp4", emu_processing_s=3)}"}}
 """
     settings = settings_for(db_url, emu.base_url, staging=DEFAULT_STAGING)
-    store = Store(db_url)
+    store = Store(db_url, clock=clock)
     enqueue_yaml(store, settings, text)
     first = run_daemon(settings, store, timeout_s=30)
     assert {p.state for p in by_key(store).values()} == {"published"}
