@@ -125,7 +125,7 @@ posts:
     assert count(warped, "media_publish") == 2 and len(created(warped)) == 2
 
 
-def test_expired_containers_are_recreated(db_url: str, emu: RunningEmulator) -> None:
+def test_expired_containers_are_recreated(db_url: str, clock: FakeClock, emu: RunningEmulator) -> None:
     """The emulator's clock jumps a day while one post is ready (its container FINISHED) and
     another is still processing: both containers are EXPIRED. The ready one is refused at
     publish (2207020) and staged again; the processing one is seen EXPIRED by the next status
@@ -139,7 +139,7 @@ posts:
     reel: {media_url(emu, "b.mp4", emu_processing_s=3)}
 """
     settings = settings_for(db_url, emu.base_url)
-    store = Store(db_url)
+    store = Store(db_url, clock=clock)
     enqueue_yaml(store, settings, text)
     jumped: list[float] = []
 
@@ -172,7 +172,7 @@ posts:
     assert posts["ready-then-expired"].lateness_s is not None and posts["ready-then-expired"].lateness_s < 2.0
 
 
-def test_container_budget_waits_for_a_slot_instead_of_hitting_the_limit(db_url: str, emu: RunningEmulator) -> None:
+def test_container_budget_waits_for_a_slot_instead_of_hitting_the_limit(db_url: str, clock: FakeClock, emu: RunningEmulator) -> None:
     """With a budget of 4 containers a day (Meta's is 400; the emulator answers code 4 past
     it), a two-item carousel (3 containers) and an image (1) are staged; a second image waits
     for a slot, with the reason shown, and never meets the API's refusal. When the window has
@@ -188,7 +188,7 @@ posts:
   - {{key: second-image, at: {at_in(6)}, image: {media_url(emu, "b.jpg")}}}
 """
     settings = settings_for(db_url, emu.base_url, staging={"containers_per_day": 4})
-    store = Store(db_url)
+    store = Store(db_url, clock=clock)
     enqueue_yaml(store, settings, text)
 
     def settled() -> bool:
