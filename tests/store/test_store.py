@@ -7,6 +7,8 @@ import time
 from dataclasses import replace
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 
 from scheduler.lifecycle import PostMove, State
 from scheduler.store import (
@@ -17,7 +19,7 @@ from scheduler.store import (
     current_revision,
     head_revision,
 )
-from scheduler.store.engine import make_engine
+from scheduler.store.engine import _alembic_config, make_engine
 from tests.helpers import image_spec, settings_for
 
 
@@ -136,3 +138,23 @@ def test_quota_gate_counts_published_and_in_flight(store: Store, db_url: str) ->
     third = store.begin_publish(posts[2], "d", 25)
     assert (first.ok, second.ok, third.ok) == (True, True, False)
     assert third.used == 2 and third.total == 2 and third.free_at is not None
+
+
+def test_a_database_at_the_first_revision_is_upgraded_with_its_posts(db_url: str) -> None:
+    """0002 adds posts.late_cause and posts.hold: posts written before keep working."""
+    engine = make_engine(db_url)
+    cfg = _alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    assert current_revision(engine) == "0001"
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO posts (key, account, kind, spec, spec_hash, due_at, asap, state, next_action_at,"
+            " attempts, followup_pending, created_at, updated_at) VALUES ('old', 'shop', 'image', '{}', 'h',"
+            " '2026-01-01 00:00:00', false, 'planned', '2026-01-01 00:00:00', 0, false,"
+            " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"))
+    store = Store(db_url)
+    assert current_revision(engine) == head_revision() == "0002"
+    old = store.get("old")
+    assert old is not None and old.late_cause is None and old.hold is None
