@@ -52,7 +52,8 @@ def make_engine(url: str) -> Engine:
 
 def _sqlite_engine(url: str) -> Engine:
     u = sa.engine.make_url(url)
-    if u.database and u.database != ":memory:":
+    # a "file:" URI (uri=true) names its file itself; anything else gets its folder made
+    if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
         Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
