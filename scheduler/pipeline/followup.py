@@ -34,7 +34,7 @@ async def followup(rt: Runtime, post: PostRecord, token: str) -> None:
         return
     if not post.media_id:
         await update(rt, post, "first comment not posted: the media id is unknown", followup_pending=False,
-                   comment_state="failed", comment_error="media id unknown", **values)
+                     comment_state="failed", comment_error="media id unknown", **values)
         return
     try:
         existing = await _own_comment(rt, post, token, text) if post.attempts > 0 else None
@@ -49,14 +49,14 @@ async def followup(rt: Runtime, post: PostRecord, token: str) -> None:
         if retryable and retries_left(attempt, rt.settings.retries):
             delay = backoff_s(attempt, rt.settings.retries)
             await update(rt, post, f"first comment try {attempt} failed: {e}", attempts=attempt,
-                       next_action_at=rt.clock.now() + timedelta(seconds=delay), **values)
+                         next_action_at=rt.clock.now() + timedelta(seconds=delay), **values)
         else:
             # the post is live: a comment problem never marks it failed
             await update(rt, post, f"first comment failed: {e}", followup_pending=False, attempts=attempt,
-                       comment_state="failed", comment_error=str(e), **values)
+                         comment_state="failed", comment_error=str(e), **values)
         return
     await update(rt, post, "first comment posted" + (" (found after an error answer)" if existing else ""),
-               followup_pending=False, comment_state="posted", comment_id=comment_id, **values)
+                 followup_pending=False, comment_state="posted", comment_id=comment_id, **values)
 
 
 async def _own_comment(rt: Runtime, post: PostRecord, token: str, text: str) -> str | None:

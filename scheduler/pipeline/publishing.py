@@ -60,7 +60,7 @@ async def publish(rt: Runtime, post: PostRecord, token: str) -> None:
             # quota must never be sent; try the read again shortly (the time matters too:
             # after max_tries the guess is used)
             await update(rt, post, f"publishing quota unknown: {e}; reading it again", attempts=post.attempts + 1,
-                       next_action_at=rt.clock.now() + timedelta(seconds=backoff_s(post.attempts + 1, rt.settings.retries)))
+                         next_action_at=rt.clock.now() + timedelta(seconds=backoff_s(post.attempts + 1, rt.settings.retries)))
             return
         # a stale quota figure is no reason to miss the time; our own count still applies
         log.warning("could not refresh the publishing quota of %s: %s", post.account, e)
@@ -71,9 +71,9 @@ async def publish(rt: Runtime, post: PostRecord, token: str) -> None:
         when = "next slot at" if check.exact else "checking again at"
         flying = f", {check.in_flight} publish(es) still being confirmed" if check.in_flight else ""
         await transition(rt, post, PostMove.TO_DEFERRED, None, publish_started_at=None,
-                   reason=f"publishing quota full ({check.used}/{check.total} in the rolling window{flying}); "
-                          f"{when} {check.free_at:%Y-%m-%d %H:%M:%S} UTC",
-                   next_action_at=check.free_at)
+                         reason=f"publishing quota full ({check.used}/{check.total} in the rolling window{flying}); "
+                                f"{when} {check.free_at:%Y-%m-%d %H:%M:%S} UTC",
+                         next_action_at=check.free_at)
         return
     ig = rt.ig_user_id(post.account)
     assert ig is not None
@@ -84,7 +84,7 @@ async def publish(rt: Runtime, post: PostRecord, token: str) -> None:
         media_id = await rt.graph.publish(ig, token, post.container_id)
     except Paused as p:
         await transition(rt, post, PostMove.TO_DEFERRED, f"paused: {p.reason}", reason=p.reason,
-                   next_action_at=p.until, publish_started_at=None)
+                         next_action_at=p.until, publish_started_at=None)
         return
     except GraphError as e:
         await _publish_failed(rt, post, e, token)
@@ -97,24 +97,24 @@ async def _publish_failed(rt: Runtime, post: PostRecord, e: GraphError, token: s
     now = rt.clock.now()
     if cls is ErrorClass.AMBIGUOUS:
         await transition(rt, post, PostMove.TO_VERIFYING, f"publish outcome unknown ({e}); verifying",
-                   reason=f"checking whether the publish went through: {e}", next_action_at=now)
+                         reason=f"checking whether the publish went through: {e}", next_action_at=now)
     elif cls is ErrorClass.NOT_READY:
         await transition(rt, post, PostMove.TO_STAGING, f"{e}; polling the container", reason=str(e),
-                   next_action_at=now + timedelta(seconds=rt.settings.staging.poll_min_s))
+                         next_action_at=now + timedelta(seconds=rt.settings.staging.poll_min_s))
     elif cls is ErrorClass.QUOTA:
         with contextlib.suppress(GraphError, Paused):
             await ensure_quota_fresh(rt, post, token, force=True)
         await transition(rt, post, PostMove.TO_DEFERRED, str(e), publish_started_at=None,
-                   reason=f"publishing quota reached (Meta): {e}",
-                   next_action_at=now + timedelta(seconds=rt.settings.limits.quota_refresh_s))
+                         reason=f"publishing quota reached (Meta): {e}",
+                         next_action_at=now + timedelta(seconds=rt.settings.limits.quota_refresh_s))
     elif cls is ErrorClass.RETRY_THEN_RECREATE and post.attempts < 2:
         await transition(rt, post, PostMove.TO_READY, str(e), attempts=post.attempts + 1, reason=str(e),
-                   next_action_at=now + timedelta(seconds=30 * (post.attempts + 1)))
+                         next_action_at=now + timedelta(seconds=30 * (post.attempts + 1)))
     elif cls in (ErrorClass.RECREATE, ErrorClass.RETRY_THEN_RECREATE):
         # Meta answered with an error: this container did not go live, a new one is safe
         await rt.db(rt.store.reset_containers, post)
         await transition(rt, post, PostMove.TO_PLANNED, f"{e}; creating a new container", attempts=0,
-                   reason=str(e), next_action_at=now)
+                         reason=str(e), next_action_at=now)
     elif cls in (ErrorClass.TRANSIENT, ErrorClass.PERMANENT):
         # an error answer is no proof that nothing went live (a 500 after the work was done,
         # "already published" after a lost answer): ask the container before anything else
@@ -123,7 +123,7 @@ async def _publish_failed(rt: Runtime, post: PostRecord, e: GraphError, token: s
             await record_published(rt, post, token, f"the container says PUBLISHED despite the answer ({e})")
         elif status is None or (cls is ErrorClass.TRANSIENT and status != "FINISHED"):
             await transition(rt, post, PostMove.TO_VERIFYING, f"{e}; verifying",
-                       reason=f"checking whether the publish went through: {e}", next_action_at=now)
+                             reason=f"checking whether the publish went through: {e}", next_action_at=now)
         elif cls is ErrorClass.TRANSIENT:
             await retry_later(rt, post, e, PostMove.TO_READY)  # not live: the same container again
         else:
@@ -147,13 +147,13 @@ async def verify(rt: Runtime, post: PostRecord, token: str) -> None:
     now = rt.clock.now()
     if post.container_id is None:
         await transition(rt, post, PostMove.TO_PLANNED, "nothing was published (no container); staging",
-                   next_action_at=now)
+                         next_action_at=now)
         return
     try:
         st = await rt.graph.container_status(post.container_id, token)
     except Paused as p:
         await transition(rt, post, PostMove.TO_VERIFYING, None, reason=f"verification waits: {p.reason}",
-                   next_action_at=p.until)
+                         next_action_at=p.until)
         return
     except GraphError as e:
         if e.error_class is ErrorClass.AUTH:
@@ -162,8 +162,8 @@ async def verify(rt: Runtime, post: PostRecord, token: str) -> None:
         # never a blind republish: keep asking, however long it takes
         attempt = post.attempts + 1
         await transition(rt, post, PostMove.TO_VERIFYING, f"verification failed: {e}", attempts=attempt,
-                   reason=f"cannot verify yet: {e}",
-                   next_action_at=now + timedelta(seconds=backoff_s(attempt, rt.settings.retries)))
+                         reason=f"cannot verify yet: {e}",
+                         next_action_at=now + timedelta(seconds=backoff_s(attempt, rt.settings.retries)))
         return
     code = st.status_code
     if code == "PUBLISHED":
@@ -175,7 +175,7 @@ async def verify(rt: Runtime, post: PostRecord, token: str) -> None:
             # an earlier request may still be in flight at Meta: wait until it cannot be
             await transition(rt, post, PostMove.TO_VERIFYING, None,
                              reason="waiting for an earlier publish request to settle",
-                       next_action_at=settle)
+                             next_action_at=settle)
         else:
             await transition(rt, post, PostMove.TO_READY, "verified: the container was not published; publishing again",
                              reason=None, publish_started_at=None, attempts=0, next_action_at=now)
@@ -184,7 +184,7 @@ async def verify(rt: Runtime, post: PostRecord, token: str) -> None:
     elif code == "EXPIRED":
         await rt.db(rt.store.reset_containers, post)
         await transition(rt, post, PostMove.TO_PLANNED, "verified: not published and expired; staging again",
-                   next_action_at=now)
+                         next_action_at=now)
     else:
         await fail(rt, post, f"Meta could not process the media: {st.status or code}")
 

@@ -254,4 +254,4 @@ async def _poll_later(rt: Runtime, post: PostRecord, pending: list[tuple[datetim
         for created, expected in pending
     ]
     await transition(rt, post, PostMove.TO_STAGING, None, reason=None,
-               next_action_at=now + timedelta(seconds=min(delays)))
+                     next_action_at=now + timedelta(seconds=min(delays)))
