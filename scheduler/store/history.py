@@ -67,12 +67,3 @@ def record_call(conn: Connection, rec: CallLike) -> None:
 def calls_of(conn: Connection, post_id: int) -> list[dict[str, Any]]:
     rows = conn.execute(sa.select(api_calls).where(api_calls.c.post_id == post_id).order_by(api_calls.c.id))
     return [dict(r._mapping) for r in rows]
-
-
-def count_calls(conn: Connection, endpoint: str | None = None, since: datetime | None = None) -> int:
-    q = sa.select(sa.func.count()).select_from(api_calls)
-    if endpoint:
-        q = q.where(api_calls.c.endpoint == endpoint)
-    if since:
-        q = q.where(api_calls.c.at >= since)
-    return int(conn.execute(q).scalar_one())
