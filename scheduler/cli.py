@@ -1,4 +1,4 @@
-"""Command line (design §7.1). Commands only: parse, call, print. Exit 0 / 1 / 2."""
+"""Command line (README "Command line"). Commands only: parse, call, print. Exit 0 / 1 / 2."""
 
 from __future__ import annotations
 
@@ -18,15 +18,15 @@ from scheduler.config import Settings, find_config_path, load_settings
 from scheduler.lifecycle import ACTIVE, FINISHED
 from scheduler.logformat import setup_logging
 from scheduler.problems import InvalidInput, Problem
-from scheduler.store import Store
-from scheduler.store.engine import (
+from scheduler.store import (
     DatabaseUnreachable,
+    NotAllowed,
+    PostNotFound,
     SchemaBehind,
-    ensure_current,
-    make_engine,
+    Store,
     safe_url,
+    upgrade_database,
 )
-from scheduler.store.posts import NotAllowed, PostNotFound
 from scheduler.views import detail_view, post_view, short_time
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -163,7 +163,7 @@ def _load_files(files: tuple[Path, ...], settings: Settings, report: bool) -> tu
 
 
 def _fetch_checks(specs: list[Any]) -> list[Problem]:
-    from scheduler.preflight import check_all
+    from scheduler.pipeline.preflight import check_all
 
     out: list[Problem] = []
     for spec, result in check_all(specs):
@@ -193,7 +193,7 @@ def enqueue(obj: Ctx, files: tuple[Path, ...]) -> None:
         _problems(problems)
     store = obj.store(upgrade=True)
     store.sync_accounts(settings.accounts)
-    report = store.enqueue(specs, settings.staging.lead_s, ACTOR)
+    report = store.enqueue(specs, ACTOR)
     for key in report.new:
         click.echo(f"new        {key}")
     for key in report.updated:
@@ -329,11 +329,9 @@ def retry(obj: Ctx, key: str) -> None:
 @handled
 def quota(obj: Ctx, as_json: bool) -> None:
     """Per account: publishing quota used/total, usage-header figures, pause state."""
-    from scheduler.store import quota_report
-
     store = obj.store(upgrade=False)
     store.sync_accounts(obj.settings().accounts)
-    rows = quota_report(store)
+    rows = store.quota_report()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -370,9 +368,8 @@ def db() -> None:
 def upgrade(obj: Ctx) -> None:
     """Apply pending migrations (run also does this at start)."""
     settings = obj.settings()
-    engine = make_engine(settings.database.url)
     try:
-        ensure_current(engine, upgrade_if_behind=True)
+        upgrade_database(settings.database.url)
     except Exception as e:
         if isinstance(e, SchemaBehind | DatabaseUnreachable):
             raise

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from scheduler.clock import utcnow
+from scheduler.clock import SYSTEM_CLOCK, Clock, utcnow
 from scheduler.config import Settings
 from scheduler.inbox import scan_inbox
 from scheduler.lifecycle import ACTIVE
@@ -30,20 +30,33 @@ DRAIN_S = 20.0
 
 
 class Daemon:
-    def __init__(self, settings: Settings, store: Store, stop_when_idle: bool = False) -> None:
+    def __init__(self, settings: Settings, store: Store, stop_when_idle: bool = False,
+                 clock: Clock | None = None) -> None:
+        """`clock`: the pipeline's time; by default the store's injected clock (tests), else
+        the system clock."""
         self.settings = settings
         self.store = store
         self.identity = settings.daemon.resolved_identity()
         self.stop_when_idle = stop_when_idle
-        self.rt = Runtime(settings, store, self.identity)
+        self.rt = Runtime(settings, store, self.identity, clock or store.clock or SYSTEM_CLOCK)
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
         self._timer = AsyncIOScheduler(timezone="UTC")
         self.steps_done = 0
+        self._claiming = False
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
+
+    @property
+    def busy(self) -> bool:
+        """A step is running (or being claimed)."""
+        return bool(self._running) or self._claiming
+
+    def wake(self) -> None:
+        """Look for due work now (e.g. after a test moved the clock forward)."""
         self._wake.set()
 
     async def run(self) -> int:
@@ -60,8 +73,7 @@ class Daemon:
         self._timer.start()
         self._timer.add_job(self._tick, "interval", seconds=self.settings.daemon.tick_s,
                             id="tick", coalesce=True, max_instances=1, misfire_grace_time=None)
-        self._timer.add_job(self.rt.flush, "interval", seconds=0.5, id="flush",
-                            coalesce=True, max_instances=1, misfire_grace_time=None)
+        self.rt.calllog.start()
         wd = watchdog_interval_s()
         if wd:
             self._timer.add_job(notify, "interval", args=["WATCHDOG=1"], seconds=wd, id="watchdog")
@@ -98,6 +110,7 @@ class Daemon:
         free = self.settings.daemon.workers - len(self._running)
         claimed = []
         if free > 0:
+            self._claiming = True
             try:
                 claimed = await asyncio.to_thread(
                     self.store.claim_due, self.identity, self.settings.daemon.lease_s, free
@@ -105,6 +118,8 @@ class Daemon:
             except Exception:
                 log.exception("claiming due posts failed; trying again at the next tick")
                 return
+            finally:
+                self._claiming = False
         for post in claimed:
             task = asyncio.create_task(work(self.rt, post), name=f"post-{post.key}")
             self._running.add(task)
@@ -131,7 +146,7 @@ class Daemon:
             else:
                 self._wake.set()
                 return
-        # the database's clock decides due-ness; translate its time into ours for the timer
+        # the store's clock decides due-ness; the timer waits that long in real time
         run_at = utcnow() + timedelta(seconds=delay)
         self._timer.add_job(self._wake.set, "date", run_date=run_at.replace(tzinfo=None),
                             id="wake", replace_existing=True, misfire_grace_time=None)

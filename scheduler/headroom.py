@@ -1,4 +1,4 @@
-"""Rate-limit headroom rules (design §5): when to space out work and when to stop calling.
+"""Rate-limit headroom rules (README "Limits, retries and crash safety"): when to space out work and when to stop calling.
 
 Pure: figures in, decisions out.
 """

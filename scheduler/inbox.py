@@ -51,7 +51,7 @@ def scan_inbox(settings: Settings, store: Store, actor: str) -> list[InboxResult
             continue
         try:
             specs = load_queue_file(path, settings, datetime.now(UTC))
-            report = store.enqueue(specs, settings.staging.lead_s, actor)
+            report = store.enqueue(specs, actor)
         except InvalidInput as e:
             rejected.mkdir(exist_ok=True)
             target = _free_name(rejected, path.name)

@@ -1,13 +1,19 @@
-"""The post lifecycle as plain data and arithmetic: states, lead windows, polling, backoff.
+"""The post lifecycle as plain data and arithmetic: states, the transition table, lead
+windows, polling, backoff.
 
 No I/O here: the pipeline asks these functions what to do and when, so they can be tested
-with a fake clock.
+with a fake clock. Every change of a post's state is one named transition of `POSTS`; the
+store refuses any other (TransitionNotAllowed). The table's shape (`Lifecycle`) is generic so
+that another entity (e.g. engagement actions) gets its own table the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Generic, TypeVar
 
 from scheduler.config import LeadSettings, RetrySettings, StagingSettings
 
@@ -49,6 +55,112 @@ EDITABLE = frozenset(
         State.CANCELLED,
     }
 )
+
+
+# --- the transition table ------------------------------------------------------------------
+
+S = TypeVar("S", bound=StrEnum)  # an entity's states
+N = TypeVar("N", bound=StrEnum)  # its transitions' names
+
+
+class TransitionNotAllowed(Exception):
+    """A transition the lifecycle table does not allow from the entity's current state."""
+
+    def __init__(self, entity: str, ident: str, name: str, source: str, allowed_from: Iterable[str]) -> None:
+        self.entity, self.ident, self.name, self.source = entity, ident, name, source
+        froms = ", ".join(sorted(allowed_from)) or "nowhere"
+        super().__init__(f"{entity} {ident}: transition {name} is not allowed from {source} "
+                         f"(only from {froms})")
+
+
+@dataclass(frozen=True)
+class Transition(Generic[S, N]):
+    name: N
+    sources: frozenset[S]
+    target: S
+    cause: str  # what makes it happen, in words
+
+
+class Lifecycle(Generic[S, N]):
+    """One entity's allowed transitions: (from, to, name, cause)."""
+
+    def __init__(self, entity: str, initial: S, transitions: Sequence[Transition[S, N]]) -> None:
+        self.entity = entity
+        self.initial = initial
+        self.transitions = {t.name: t for t in transitions}
+        if len(self.transitions) != len(transitions):
+            raise ValueError(f"{entity}: transition names must be unique")
+
+    def target(self, name: N, source: str, ident: str = "?") -> S:
+        """The state `name` leads to from `source`, or TransitionNotAllowed."""
+        t = self.transitions[name]
+        if source not in t.sources:
+            raise TransitionNotAllowed(self.entity, ident, name, source, t.sources)
+        return t.target
+
+    def allows(self, name: N, source: str) -> bool:
+        return source in self.transitions[name].sources
+
+    def edges(self) -> set[tuple[str, str, str]]:
+        """Every (from, to, name) the table allows."""
+        return {(str(s), str(t.target), str(t.name)) for t in self.transitions.values() for s in t.sources}
+
+
+class PostMove(StrEnum):
+    """The named transitions of a post (README "How a post is published")."""
+
+    TO_PLANNED = "to_planned"
+    TO_STAGING = "to_staging"
+    TO_READY = "to_ready"
+    TO_DEFERRED = "to_deferred"
+    BEGIN_PUBLISH = "begin_publish"
+    TO_VERIFYING = "to_verifying"
+    MARK_PUBLISHED = "mark_published"
+    TO_WAITING = "to_waiting"
+    FAIL = "fail"
+    CANCEL = "cancel"
+    RETRY = "retry"
+    REPLAN = "replan"
+
+
+class Hold(StrEnum):
+    """What a post waits for besides its time (posts.hold); cleared when its reason changes."""
+
+    CONTAINER_BUDGET = "container_budget"  # staging.containers_per_day is used up
+
+
+def _s(*states: State) -> frozenset[State]:
+    return frozenset(states)
+
+
+POSTS: Lifecycle[State, PostMove] = Lifecycle("post", State.PLANNED, [
+    Transition(PostMove.TO_PLANNED, ACTIVE, State.PLANNED,
+               "stage (again) from nothing: media checked, container expired or unusable, "
+               "nothing was published, account authorised again"),
+    Transition(PostMove.TO_STAGING,
+               _s(State.PLANNED, State.STAGING, State.PUBLISHING, State.VERIFYING, State.WAITING),
+               State.STAGING, "containers created or still processing (poll again)"),
+    Transition(PostMove.TO_READY,
+               _s(State.PLANNED, State.STAGING, State.READY, State.DEFERRED, State.PUBLISHING,
+                  State.VERIFYING),
+               State.READY, "every container FINISHED, or publish again after an error"),
+    Transition(PostMove.TO_DEFERRED, _s(State.READY, State.DEFERRED, State.PUBLISHING), State.DEFERRED,
+               "publishing quota full, or the account paused"),
+    Transition(PostMove.BEGIN_PUBLISH, _s(State.READY, State.DEFERRED), State.PUBLISHING,
+               "due, and a quota slot reserved"),
+    Transition(PostMove.TO_VERIFYING,
+               _s(State.PLANNED, State.STAGING, State.PUBLISHING, State.VERIFYING, State.WAITING),
+               State.VERIFYING, "publish outcome unknown: ask the container"),
+    Transition(PostMove.MARK_PUBLISHED,
+               _s(State.PLANNED, State.STAGING, State.PUBLISHING, State.VERIFYING), State.PUBLISHED,
+               "media_publish answered, or the container says PUBLISHED"),
+    Transition(PostMove.TO_WAITING, ACTIVE, State.WAITING, "the account needs re-authorisation"),
+    Transition(PostMove.FAIL, ACTIVE, State.FAILED, "a permanent error, or out of retries"),
+    Transition(PostMove.CANCEL, _s(State.PLANNED, State.STAGING, State.READY, State.DEFERRED, State.WAITING),
+               State.CANCELLED, "igsched cancel"),
+    Transition(PostMove.RETRY, _s(State.FAILED, State.CANCELLED), State.PLANNED, "igsched retry"),
+    Transition(PostMove.REPLAN, EDITABLE, State.PLANNED, "a re-import changed the post"),
+])  # fmt: skip
 
 
 def lead_seconds(kind: str, lead: LeadSettings) -> float:

@@ -1,4 +1,4 @@
-"""Posts as the user sees them: dicts for --json (design §7.3a) and rows for tables."""
+"""Posts as the user sees them: dicts for --json (README "Command line", --json) and rows for tables."""
 
 from __future__ import annotations
 

@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from scheduler.clock import FakeClock, to_aware
+from scheduler.emulator import EmulatorState, RunningEmulator
+
 PG_URL = os.environ.get("IGSCHED_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
@@ -67,8 +70,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def emulator() -> Iterator[object]:
-    from scheduler.emulator import RunningEmulator
+def clock() -> FakeClock:
+    """The test's clock: it runs with real time until a test (or run_daemon's `warp`) moves it
+    forward. The emulator reads it; a Store reads it when given it (`Store(url, clock=clock)`)."""
+    return FakeClock(running=True)
 
-    with RunningEmulator() as emu:
+
+@pytest.fixture
+def emulator(clock: FakeClock) -> Iterator[RunningEmulator]:
+    with RunningEmulator(EmulatorState(clock=lambda: to_aware(clock.now()).timestamp())) as emu:
         yield emu

@@ -8,16 +8,13 @@ from collections.abc import Callable
 from scheduler.config import Settings
 from scheduler.daemon import Daemon
 from scheduler.store import Store
+from tests.kinds_support import run_daemon
 
 
 def run_until_idle(settings: Settings, store: Store, timeout_s: float = 60.0) -> Daemon:
-    daemon = Daemon(settings, store, stop_when_idle=True)
-
-    async def go() -> None:
-        await asyncio.wait_for(daemon.run(), timeout_s)
-
-    asyncio.run(go())
-    return daemon
+    """Run the daemon until no post has anything left to do (on a store with a FakeClock,
+    waiting is skipped: see kinds_support.run_daemon)."""
+    return run_daemon(settings, store, timeout_s)
 
 
 def run_until(settings: Settings, store: Store, done: Callable[[], bool], timeout_s: float = 60.0,

@@ -15,9 +15,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
+from scheduler.clock import FakeClock, to_aware
 from scheduler.config import Settings
 from scheduler.daemon import Daemon
-from scheduler.emulator import RunningEmulator
+from scheduler.emulator import EmulatorState, RunningEmulator
 from scheduler.models import PostSpec
 from scheduler.queuefile import parse_queue_text
 from scheduler.store import PostRecord, Store
@@ -33,6 +36,11 @@ def add_accounts(emu: RunningEmulator) -> None:
     which account a token belongs to, as on Meta)."""
     emu.state.add_account(SHOP_ID, username="shop", token=TOKENS["shop"])
     emu.state.add_account(BRAND2_ID, username="brand2", token=TOKENS["brand2"])
+
+
+def warped_emulator(clock: FakeClock) -> RunningEmulator:
+    """The fake Graph API reading the test's clock (unstarted; use it in a `with`)."""
+    return RunningEmulator(EmulatorState(clock=lambda: to_aware(clock.now()).timestamp()))
 
 
 def at_in(seconds: float) -> str:
@@ -52,7 +60,7 @@ def parse(text: str, settings: Settings, base_dir: Path | None = None) -> list[P
 def enqueue_yaml(store: Store, settings: Settings, text: str, base_dir: Path | None = None) -> list[PostSpec]:
     specs = parse(text, settings, base_dir)
     store.sync_accounts(settings.accounts)
-    report = store.enqueue(specs, settings.staging.lead_s, "test")
+    report = store.enqueue(specs, "test")
     assert len(report.new) == len(specs), report
     return specs
 
@@ -71,18 +79,40 @@ def run_daemon(
     *,
     until: Callable[[], bool] | None = None,
     on_tick: Callable[[], None] | None = None,
+    warp: FakeClock | None = None,
 ) -> Daemon:
     """Run the daemon in-process until every post is done (or, with `until`, until it says
     so: it is called every 50 ms from the event loop, like `on_tick`, a test's way to act
-    at a moment while the daemon runs, e.g. to move the emulator's clock)."""
+    at a moment while the daemon runs, e.g. to move the emulator's clock).
+
+    With `warp` (the FakeClock the store and the emulator read), time jumps: whenever the
+    daemon is idle, the clock moves straight to the next moment a post needs attention, so a
+    day of waiting passes in milliseconds and nothing due is ever skipped."""
+    if warp is None and isinstance(store.clock, FakeClock):
+        warp = store.clock
     daemon = Daemon(settings, store, stop_when_idle=until is None)
+
+    def time_warp() -> None:
+        assert warp is not None
+        if daemon.busy:
+            return
+        now = warp.now()
+        with store.engine.connect() as c:  # a lease still running: its step is not done
+            if c.execute(sa.text("SELECT count(*) FROM posts WHERE lease_until > :now"), {"now": now}).scalar():
+                return
+        nxt = store.next_action_at()
+        if nxt is not None and nxt > now:
+            warp.advance((nxt - now).total_seconds())
+            daemon.wake()
 
     async def go() -> None:
         ticker = None
-        if on_tick is not None or until is not None:
+        if on_tick is not None or until is not None or warp is not None:
             async def tick() -> None:
                 while True:
                     await asyncio.sleep(0.05)
+                    if warp is not None:
+                        time_warp()
                     if on_tick is not None:
                         on_tick()
                     if until is not None and until():

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from .core import StateCore
 from .errors import invalid_parameter
-from .models import COMMENT_ID_BASE, Account, Comment
-from .render import MAX_COMMENTS_PAGE
+from .models import COMMENT_ID_BASE, MAX_COMMENTS_PAGE, Account, Comment
 from .validation import TRANSPORT_PARAMS, parse_bool
 
 MAX_COMMENT_CHARS = 2200

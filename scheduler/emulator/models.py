@@ -20,6 +20,7 @@ CONTAINER_ID_BASE = 17_990_000_000_000_000
 MEDIA_ID_BASE = 18_000_000_000_000_000
 COMMENT_ID_BASE = 18_010_000_000_000_000
 GENERATED_PREFIXES = ("1799", "1800", "1801")
+MAX_COMMENTS_PAGE = 50  # Meta's page size cap for comments and replies
 
 
 def graph_time(t: float) -> str:

@@ -12,13 +12,12 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .errors import invalid_parameter
 from .fields import Selection, select
-from .models import Account, Comment, Container, Media, graph_time
+from .models import MAX_COMMENTS_PAGE, Account, Comment, Container, Media, graph_time
 
 if TYPE_CHECKING:
     from .state import EmulatorState
 
 DEFAULT_PAGE = 25
-MAX_COMMENTS_PAGE = 50
 MAX_MEDIA_PAGE = 100
 
 

@@ -25,6 +25,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 import httpx
 
 from scheduler import __version__
+from scheduler.clock import SYSTEM_CLOCK, Clock, to_aware
+from scheduler.graph.endpoints import CREATE_CONTAINER
 from scheduler.graph.engagement import EngagementMixin
 from scheduler.graph.errors import ErrorClass, GraphError, GraphUnavailable, UploadError, redact
 from scheduler.graph.usage import Usage, parse_usage
@@ -122,6 +124,9 @@ class _GraphSettingsLike(Protocol):
 
 
 OnCall = Callable[[CallRecord], None]
+# runs before every call with the caller's context; raising stops the call (nothing is sent
+# and nothing recorded): the pipeline's pause guard lives here
+BeforeCall = Callable[[CallContext], None]
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -186,8 +191,12 @@ class GraphClient(EngagementMixin):
         max_connections: int = 100,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        before_call: BeforeCall | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._before_call = before_call
+        self._clock = clock  # stamps each CallRecord (the container budget counts by it)
         self.api_version = api_version.strip("/")
         self.timeout_s = timeout_s
         self._on_call = on_call
@@ -274,10 +283,12 @@ class GraphClient(EngagementMixin):
         upload: bool = False,
         json_body: Mapping[str, Any] | None = None,
     ) -> tuple[dict[str, Any], Usage]:
+        ctx = _context.get()
+        if self._before_call is not None:
+            self._before_call(ctx)
         secrets = (token,)
         request_headers = {"Authorization": f"{auth_scheme} {token}", **(headers or {})}
-        ctx = _context.get()
-        started_at = datetime.now(UTC)
+        started_at = to_aware(self._clock.now())
         t0 = time.perf_counter()
         status: int | None = None
         usage = Usage()
@@ -452,7 +463,7 @@ class GraphClient(EngagementMixin):
             f"{_seg(ig_user_id)}/media",
             token,
             data=params,
-            endpoint_name="POST /{ig-user-id}/media",
+            endpoint_name=CREATE_CONTAINER,
             require=("id",),
         )
         return str(body["id"])
@@ -466,7 +477,7 @@ class GraphClient(EngagementMixin):
             f"{_seg(ig_user_id)}/media",
             token,
             data={**params, "upload_type": "resumable"},
-            endpoint_name="POST /{ig-user-id}/media",
+            endpoint_name=CREATE_CONTAINER,
             require=("id", "uri"),
         )
         return str(body["id"]), str(body["uri"])
@@ -681,6 +692,21 @@ class GraphClient(EngagementMixin):
                 log.warning("media paging of an account stopped: no new cursor")
                 return
             seen.add(after)
+
+    async def stories(
+        self, ig_user_id: str, token: str, limit: int = 25, fields: Sequence[str] = ("id", "timestamp")
+    ) -> list[dict[str, Any]]:
+        """The account's live stories, first page only (stories are not listed on /media)."""
+        body, _ = await self.request(
+            "GET",
+            f"{_seg(ig_user_id)}/stories",
+            token,
+            params={"fields": ",".join(fields), "limit": str(limit)},
+            endpoint_name="GET /{ig-user-id}/stories",
+            require=("data",),
+        )
+        data = body["data"]
+        return [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
 
     # --- comments --------------------------------------------------------------------------
 

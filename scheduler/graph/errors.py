@@ -1,6 +1,6 @@
 """Graph API error taxonomy: what a failed call means for the post, and the exceptions.
 
-`classify` is pure and table-driven (facts sheet §5). The exceptions carry Meta's fields for the
+`classify` is pure and table-driven (Meta's documented codes and subcodes). The exceptions carry Meta's fields for the
 history table; their messages pass through `redact`, so a token that Meta (or a transport
 library) echoes back never reaches a log line, a repr or a call record.
 """

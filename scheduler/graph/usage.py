@@ -4,7 +4,7 @@ X-App-Usage comes in two shapes (Facebook Login: call_count/total_cputime/total_
 Instagram Login: call_volume/cpu_time); both land in the same `UsageFigures`.
 
 The figures are whole percentages of a rolling allowance; the daemon spaces out or pauses work
-from them (design §5). Parsing never raises: a header we cannot read counts as absent, because
+from them (README "Limits, retries and crash safety"). Parsing never raises: a header we cannot read counts as absent, because
 a malformed header must never turn a successful API call into a failure.
 """
 

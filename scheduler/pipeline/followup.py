@@ -10,10 +10,9 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from scheduler.clock import utcnow
 from scheduler.graph.errors import ErrorClass, GraphError
 from scheduler.lifecycle import backoff_s, retries_left
-from scheduler.pipeline.outcomes import move
+from scheduler.pipeline.outcomes import update
 from scheduler.pipeline.runtime import Paused, Runtime
 from scheduler.store import PostRecord
 
@@ -24,7 +23,6 @@ async def followup(rt: Runtime, post: PostRecord, token: str) -> None:
     values: dict[str, Any] = {}
     if post.media_id and not post.permalink:
         try:
-            rt.check_pause(post.account)
             info = await rt.graph.media_info(post.media_id, token)
             if info.get("permalink"):
                 values["permalink"] = info["permalink"]
@@ -32,18 +30,17 @@ async def followup(rt: Runtime, post: PostRecord, token: str) -> None:
             log.info("permalink of %s not found (kept empty): %s", post.key, e)
     text = post.spec.get("first_comment")
     if post.comment_state != "pending" or not text:
-        await move(rt, post, None, followup_pending=False, **values)
+        await update(rt, post, None, followup_pending=False, **values)
         return
     if not post.media_id:
-        await move(rt, post, "first comment not posted: the media id is unknown", followup_pending=False,
-                   comment_state="failed", comment_error="media id unknown", **values)
+        await update(rt, post, "first comment not posted: the media id is unknown", followup_pending=False,
+                     comment_state="failed", comment_error="media id unknown", **values)
         return
     try:
-        rt.check_pause(post.account)
         existing = await _own_comment(rt, post, token, text) if post.attempts > 0 else None
         comment_id = existing or await rt.graph.post_comment(post.media_id, token, text)
     except Paused as p:
-        await move(rt, post, None, next_action_at=p.until, **values)
+        await update(rt, post, None, next_action_at=p.until, **values)
         return
     except GraphError as e:
         attempt = post.attempts + 1
@@ -52,15 +49,15 @@ async def followup(rt: Runtime, post: PostRecord, token: str) -> None:
                                       ErrorClass.POLICY_BLOCKED, ErrorClass.ACCOUNT_RESTRICTED)
         if retryable and retries_left(attempt, rt.settings.retries):
             delay = backoff_s(attempt, rt.settings.retries)
-            await move(rt, post, f"first comment try {attempt} failed: {e}", attempts=attempt,
-                       next_action_at=utcnow() + timedelta(seconds=delay), **values)
+            await update(rt, post, f"first comment try {attempt} failed: {e}", attempts=attempt,
+                         next_action_at=rt.clock.now() + timedelta(seconds=delay), **values)
         else:
             # the post is live: a comment problem never marks it failed
-            await move(rt, post, f"first comment failed: {e}", followup_pending=False, attempts=attempt,
-                       comment_state="failed", comment_error=str(e), **values)
+            await update(rt, post, f"first comment failed: {e}", followup_pending=False, attempts=attempt,
+                         comment_state="failed", comment_error=str(e), **values)
         return
-    await move(rt, post, "first comment posted" + (" (found after an error answer)" if existing else ""),
-               followup_pending=False, comment_state="posted", comment_id=comment_id, **values)
+    await update(rt, post, "first comment posted" + (" (found after an error answer)" if existing else ""),
+                 followup_pending=False, comment_state="posted", comment_id=comment_id, **values)
 
 
 async def _own_comment(rt: Runtime, post: PostRecord, token: str, text: str) -> str | None:

@@ -1,6 +1,6 @@
 """Container parameters for each post kind: every field at the level the API accepts it.
 
-Pure functions (facts sheet §1): tests assert on exactly what reaches the API.
+Pure functions (README "Post kinds, fields and how they reach Instagram"): tests assert on exactly what reaches the API.
 """
 
 from __future__ import annotations

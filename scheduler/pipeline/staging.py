@@ -10,6 +10,10 @@ container budget (`staging.containers_per_day` in a rolling 24 h; see learning.p
 A local video goes up through the resumable upload; its file is checked just before the
 container is created, so a file that vanished after enqueue fails the post without a
 container being made for nothing.
+
+A post that becomes ready after its time keeps the cause (`late_cause`), so its publish can
+say why it was late; one that waits for container budget is held (`hold`), so the wait is
+recorded once, not at every look.
 """
 
 from __future__ import annotations
@@ -20,25 +24,20 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from scheduler.clock import utcnow
 from scheduler.graph.errors import ErrorClass, GraphError
-from scheduler.lifecycle import State, poll_delay_s
+from scheduler.lifecycle import Hold, PostMove, State, poll_delay_s
 from scheduler.models import PostSpec
-from scheduler.pipeline.learning import (
-    container_slot_at,
-    expected_processing_s,
-    observed_processing_s,
-)
-from scheduler.pipeline.outcomes import fail, handle_error, move
+from scheduler.pipeline.budget import container_slot_at
+from scheduler.pipeline.outcomes import fail, handle_error, transition, update
 from scheduler.pipeline.params import media_for_position, params_for_position, parent_params
+from scheduler.pipeline.processing import observed_processing_s
+from scheduler.pipeline.published import record_published
+from scheduler.pipeline.quota import ensure_quota_fresh
 from scheduler.pipeline.runtime import Paused, Runtime
 from scheduler.store import MediaRecord, PostRecord
 
 log = logging.getLogger(__name__)
 
-READY_LATE = "ready after its time: "  # event prefix; lateness_note() reads the cause from it
-CONTAINER_LIMIT = "container limit: "  # reason prefix while a post waits for container budget
-LATE_NOTE_S = 1.0  # a post published this late (or more) records how late and why
 
 
 class LocalFileProblem(Exception):
@@ -63,7 +62,6 @@ async def _create(rt: Runtime, post: PostRecord, spec: PostSpec, m: MediaRecord,
     ig = rt.ig_user_id(post.account)
     assert ig is not None
     params = params_for_position(spec, m.position)
-    rt.check_pause(post.account)
     if params.get("upload_type") == "resumable":
         path = Path(media_for_position(spec, m.position).source)
         _check_local_file(path)
@@ -87,7 +85,7 @@ async def stage(rt: Runtime, post: PostRecord, token: str) -> None:
     except (GraphError, Paused) as e:
         if isinstance(e, GraphError) and e.error_class in (ErrorClass.RECREATE, ErrorClass.RETRY_THEN_RECREATE):
             await _forget_unfinished(rt, post)
-        await handle_error(rt, post, e, State.STAGING if post.state != State.PLANNED else State.PLANNED)
+        await handle_error(rt, post, e, PostMove.TO_STAGING if post.state != State.PLANNED else PostMove.TO_PLANNED)
 
 
 async def _forget_unfinished(rt: Runtime, post: PostRecord) -> None:
@@ -100,7 +98,7 @@ async def _forget_unfinished(rt: Runtime, post: PostRecord) -> None:
                         status_code=None, status_checked_at=None, error=None)
             clear_post = clear_post or m.position == 0
     if clear_post:
-        await move(rt, post, None, release=False, container_id=None, container_created_at=None)
+        await update(rt, post, None, release=False, container_id=None, container_created_at=None)
 
 
 async def _budget_ok(rt: Runtime, post: PostRecord, spec: PostSpec, media: list[MediaRecord]) -> bool:
@@ -117,10 +115,11 @@ async def _budget_ok(rt: Runtime, post: PostRecord, spec: PostSpec, media: list[
     if needed > limit:
         await fail(rt, post, f"this post needs {needed} containers; staging.containers_per_day is {limit}")
         return False
-    reason = (f"{CONTAINER_LIMIT}{used} of {limit} containers created in the last 24 h and this post "
+    reason = (f"container limit: {used} of {limit} containers created in the last 24 h and this post "
               f"needs {needed}; next free slot at {free_at:%Y-%m-%d %H:%M:%S} UTC")
-    first = not (post.reason or "").startswith(CONTAINER_LIMIT)
-    await move(rt, post, reason if first else None, reason=reason, next_action_at=free_at)
+    first = post.hold != Hold.CONTAINER_BUDGET
+    await update(rt, post, reason if first else None, reason=reason, hold=Hold.CONTAINER_BUDGET,
+                 next_action_at=free_at)
     return False
 
 
@@ -130,26 +129,25 @@ async def _stage(rt: Runtime, post: PostRecord, spec: PostSpec, token: str) -> N
         return
     pending: list[tuple[datetime, float]] = []  # (created at, expected processing s)
     for m in media:
-        expected = await expected_processing_s(rt, post.account, m.media_kind)
+        expected = await rt.processing.expected_s(post.account, m.media_kind)
         if m.container_id is None:
             cid = await _create(rt, post, spec, m, token)
-            created = utcnow()
+            created = rt.clock.now()
             await rt.db(rt.store.update_media, post, m.id, container_id=cid,
                         container_created_at=created, status_code="IN_PROGRESS", status_checked_at=None)
             if m.position == 0:
-                await move(rt, post, None, release=False, container_id=cid, container_created_at=created)
+                await update(rt, post, None, release=False, container_id=cid, container_created_at=created)
             pending.append((created, expected))
             continue
         if m.status_code == "FINISHED":
             continue
-        rt.check_pause(post.account)
         st = await rt.graph.container_status(m.container_id, token)
-        checked = utcnow()
+        checked = rt.clock.now()
         await rt.db(rt.store.update_media, post, m.id, status_code=st.status_code, status_checked_at=checked,
                     error=st.status if st.status_code == "ERROR" else None)
         if st.status_code == "FINISHED":
             if m.container_created_at:
-                rt.observe_processing(post.account, m.media_kind, observed_processing_s(
+                rt.processing.observe(post.account, m.media_kind, observed_processing_s(
                     m.container_created_at, checked, m.status_checked_at, m.status_code))
         elif st.status_code == "ERROR":
             await fail(rt, post, f"Meta could not process {_label(m)} ({m.source}): {st.status or 'ERROR'}")
@@ -159,8 +157,8 @@ async def _stage(rt: Runtime, post: PostRecord, spec: PostSpec, token: str) -> N
             await rt.db(rt.store.update_media, post, m.id, container_id=None, container_created_at=None,
                         status_code=None, status_checked_at=None)
             if m.position == 0:
-                await move(rt, post, f"{_label(m)}: container expired; creating a new one", release=False,
-                           container_id=None, container_created_at=None)
+                await update(rt, post, f"{_label(m)}: container expired; creating a new one", release=False,
+                             container_id=None, container_created_at=None)
             pending.append((checked, 0.0))
         elif st.status_code == "PUBLISHED":
             # a single post's container, or an item of a carousel that went live
@@ -182,8 +180,6 @@ async def _stage(rt: Runtime, post: PostRecord, spec: PostSpec, token: str) -> N
 
 
 async def _went_live(rt: Runtime, post: PostRecord, token: str) -> None:
-    from scheduler.pipeline.publishing import record_published
-
     await record_published(rt, post, token, "the container says PUBLISHED")
 
 
@@ -195,19 +191,17 @@ async def _carousel_parent(
     turned out to be live."""
     ig = rt.ig_user_id(post.account)
     assert ig is not None
-    expected = await expected_processing_s(rt, post.account, "image")
+    expected = await rt.processing.expected_s(post.account, "image")
     current = await rt.db(rt.store.get_by_id, post.id)
     assert current is not None
     if current.container_id is None:
-        rt.check_pause(post.account)
         ids = [m.container_id for m in media if m.container_id]
         cid = await rt.graph.create_container(ig, token, parent_params(spec, ids))
         # the age that matters for expiry is the oldest item's
-        oldest = min((m.container_created_at for m in media if m.container_created_at), default=utcnow())
-        await move(rt, post, "every carousel item processed; parent container created", release=False,
-                   container_id=cid, container_created_at=oldest)
-        return utcnow(), expected
-    rt.check_pause(post.account)
+        oldest = min((m.container_created_at for m in media if m.container_created_at), default=rt.clock.now())
+        await update(rt, post, "every carousel item processed; parent container created", release=False,
+                     container_id=cid, container_created_at=oldest)
+        return rt.clock.now(), expected
     st = await rt.graph.container_status(current.container_id, token)
     if st.status_code == "FINISHED":
         return True
@@ -219,26 +213,26 @@ async def _carousel_parent(
         return None
     if st.status_code == "EXPIRED":
         await rt.db(rt.store.reset_containers, post)
-        return utcnow(), 0.0
+        return rt.clock.now(), 0.0
     # the parent was made in the step that saw the last item FINISHED
-    made = max((m.status_checked_at for m in media if m.status_checked_at), default=utcnow())
+    made = max((m.status_checked_at for m in media if m.status_checked_at), default=rt.clock.now())
     return made, expected
 
 
 async def _ready(rt: Runtime, post: PostRecord, token: str) -> None:
-    from scheduler.pipeline.publishing import ensure_quota_fresh
-
     try:  # now rather than at the due time: then only media_publish remains
         await ensure_quota_fresh(rt, post, token)
     except (GraphError, Paused) as e:
         log.info("publishing quota of %s not refreshed: %s", post.account, e)
-    now = utcnow()
+    now = rt.clock.now()
     due = post.due_at
-    event = "every container processed"
+    event, cause = "every container processed", None
     if now > due and not post.asap:
         lag = (now - due).total_seconds()
-        event = f"{READY_LATE}{lag:.1f} s; {await _late_what(rt, post)} was still processing at its time"
-    await move(rt, post, event, state=State.READY, attempts=0, reason=None, next_action_at=max(due, now))
+        cause = f"{await _late_what(rt, post)} was still processing at its time"
+        event = f"ready after its time: {lag:.1f} s; {cause}"
+    await transition(rt, post, PostMove.TO_READY, event, attempts=0, reason=None, late_cause=cause,
+                     next_action_at=max(due, now))
 
 
 async def _late_what(rt: Runtime, post: PostRecord) -> str:
@@ -252,25 +246,12 @@ async def _late_what(rt: Runtime, post: PostRecord) -> str:
     return ", ".join(f"carousel item {m.position} ({m.media_kind})" for m in late)
 
 
-async def lateness_note(rt: Runtime, post: PostRecord, lateness_s: float) -> str | None:
-    """For a post published `lateness_s` after its time: how late, and why when staging knows
-    (e.g. "published 12.3 s late: the video was still processing at its time")."""
-    if post.asap or lateness_s < LATE_NOTE_S:
-        return None
-    note = f"published {lateness_s:.1f} s late"
-    for e in reversed(await rt.db(rt.store.events, post.id)):
-        reason = e.get("reason") or ""
-        if reason.startswith(READY_LATE) and "; " in reason:
-            return f"{note}: {reason.split('; ', 1)[1]}"
-    return note
-
-
 async def _poll_later(rt: Runtime, post: PostRecord, pending: list[tuple[datetime, float]]) -> None:
-    now = utcnow()
+    now = rt.clock.now()
     spacing = rt.spacing(post.account)
     delays = [
         poll_delay_s(now, post.due_at, created, expected, rt.settings.staging, spacing)
         for created, expected in pending
     ]
-    await move(rt, post, None, state=State.STAGING, reason=None,
-               next_action_at=now + timedelta(seconds=min(delays)))
+    await transition(rt, post, PostMove.TO_STAGING, None, reason=None,
+                     next_action_at=now + timedelta(seconds=min(delays)))

@@ -7,20 +7,18 @@ import contextlib
 import logging
 from datetime import timedelta
 
-from scheduler.clock import utcnow
 from scheduler.config import TokenMissing
 from scheduler.graph.client import call_context
 from scheduler.graph.errors import ErrorClass, GraphError
 from scheduler.headroom import spaced_stage_at
-from scheduler.lifecycle import State, lead_seconds
-from scheduler.pipeline.checking import check
+from scheduler.lifecycle import PostMove, State, lead_seconds
 from scheduler.pipeline.followup import followup
-from scheduler.pipeline.outcomes import handle_error, move, reschedule_paused
+from scheduler.pipeline.outcomes import handle_error, reschedule_paused, transition, update
+from scheduler.pipeline.preflight import check
 from scheduler.pipeline.publishing import publish, verify
 from scheduler.pipeline.runtime import Paused, Runtime
 from scheduler.pipeline.staging import stage
-from scheduler.store import PostRecord
-from scheduler.store.claims import LeaseLost
+from scheduler.store import LeaseLost, PostRecord
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +33,8 @@ async def work(rt: Runtime, post: PostRecord) -> None:
     except Exception:
         log.exception("post %s: unexpected error; retrying later", post.key)
         with contextlib.suppress(Exception):
-            await move(rt, post, "internal error; see the daemon log",
-                       next_action_at=utcnow() + timedelta(seconds=rt.settings.retries.cap_s))
+            await update(rt, post, "internal error; see the daemon log",
+                         next_action_at=rt.clock.now() + timedelta(seconds=rt.settings.retries.cap_s))
     finally:
         renewer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -56,25 +54,20 @@ async def _keep_lease(rt: Runtime, post: PostRecord) -> None:
 
 async def _step(rt: Runtime, post: PostRecord) -> None:
     acct = rt.account_settings(post.account)
-    now = utcnow()
+    now = rt.clock.now()
     if acct is None:
-        await move(rt, post, None, state=State.WAITING if post.state != State.PUBLISHED else post.state,
-                   reason=f"account {post.account} is not in the configuration",
-                   next_action_at=now + timedelta(seconds=rt.settings.limits.reauth_check_s))
+        await _wait_for_account(rt, post, f"account {post.account} is not in the configuration")
         return
     try:
         token = acct.token()
     except TokenMissing as e:
-        await move(rt, post, None, state=State.WAITING if post.state != State.PUBLISHED else post.state,
-                   reason=str(e), next_action_at=now + timedelta(seconds=rt.settings.limits.reauth_check_s))
+        await _wait_for_account(rt, post, str(e))
         return
     account = await rt.load_pauses(post.account)
-    try:
-        rt.check_pause(post.account)
-    except Paused as p:
-        if post.state not in (State.PUBLISHING, State.VERIFYING):
-            await reschedule_paused(rt, post, p)
-            return
+    paused = rt.pause_of(post.account)
+    if paused is not None and post.state not in (State.PUBLISHING, State.VERIFYING):
+        await reschedule_paused(rt, post, paused)
+        return
     reauth = post.state == State.WAITING or (account is not None and account.needs_reauth)
     if reauth and not await _token_works(rt, post, token):
         return
@@ -95,9 +88,18 @@ async def _step(rt: Runtime, post: PostRecord) -> None:
     elif state == State.WAITING:
         # the token works again: resume where the containers are, but a post that was being
         # published when the token failed (publish_started_at) may have gone live: verify first
-        resume = State.VERIFYING if post.publish_started_at and post.container_id else (
-            State.STAGING if post.container_id else State.PLANNED)
-        await move(rt, post, "account authorised again; resuming", state=resume, reason=None, next_action_at=now)
+        resume = PostMove.TO_VERIFYING if post.publish_started_at and post.container_id else (
+            PostMove.TO_STAGING if post.container_id else PostMove.TO_PLANNED)
+        await transition(rt, post, resume, "account authorised again; resuming", reason=None, next_action_at=now)
+
+
+async def _wait_for_account(rt: Runtime, post: PostRecord, reason: str) -> None:
+    """No token to call with: the post waits (a published one only postpones its follow-up)."""
+    when = rt.clock.now() + timedelta(seconds=rt.settings.limits.reauth_check_s)
+    if post.state == State.PUBLISHED:
+        await update(rt, post, None, reason=reason, next_action_at=when)
+    else:
+        await transition(rt, post, PostMove.TO_WAITING, None, reason=reason, next_action_at=when)
 
 
 async def _staging_postponed(rt: Runtime, post: PostRecord) -> bool:
@@ -108,30 +110,32 @@ async def _staging_postponed(rt: Runtime, post: PostRecord) -> bool:
         return False
     lead = lead_seconds(post.kind, rt.settings.staging.lead_s)
     kind = "image" if post.kind == "image" else "video"  # carousels and stories: the slower guess
-    need = rt.expected_processing_s(post.account, kind)
+    need = rt.processing.estimate_s(post.account, kind)
     start = spaced_stage_at(post.due_at, lead, factor, need, rt.settings.staging.poll_min_s)
-    if utcnow() >= start:
+    if rt.clock.now() >= start:
         return False
-    pct = rt.usage_pct.get(post.account, 0.0)
-    await move(rt, post, f"usage at {pct:.0f} %: staging postponed to {start:%H:%M:%S} UTC", next_action_at=start)
+    pct = rt.pauses.usage_pct.get(post.account, 0.0)
+    await update(rt, post, f"usage at {pct:.0f} %: staging postponed to {start:%H:%M:%S} UTC", next_action_at=start)
     return True
 
 
 async def _token_works(rt: Runtime, post: PostRecord, token: str) -> bool:
     """For an account marked as needing re-authorisation: one cheap call tells."""
     try:
-        rt.check_pause(post.account)
         await rt.graph.me(token)
     except Paused as p:
         await reschedule_paused(rt, post, p)
         return False
     except GraphError as e:
         if e.error_class is ErrorClass.AUTH:
-            await move(rt, post, None, state=State.WAITING if post.state not in (State.PUBLISHING, State.VERIFYING, State.PUBLISHED) else post.state,
-                       reason=f"account {post.account} needs re-authorisation: {e}",
-                       next_action_at=utcnow() + timedelta(seconds=rt.settings.limits.reauth_check_s))
+            reason = f"account {post.account} needs re-authorisation: {e}"
+            when = rt.clock.now() + timedelta(seconds=rt.settings.limits.reauth_check_s)
+            if post.state in (State.PUBLISHING, State.VERIFYING, State.PUBLISHED):
+                await update(rt, post, None, reason=reason, next_action_at=when)
+            else:
+                await transition(rt, post, PostMove.TO_WAITING, None, reason=reason, next_action_at=when)
         else:
-            await handle_error(rt, post, e, post.state)
+            await handle_error(rt, post, e, None)
         return False
     await rt.db(rt.store.set_reauth, post.account, False, None)
     return True

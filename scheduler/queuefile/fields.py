@@ -1,4 +1,4 @@
-"""Queue-file field values → checked Python values (design §7.3; limits: graph-api-facts.md §1).
+"""Queue-file field values → checked Python values (README "Queue files"; limits: README "Post kinds, fields and how they reach Instagram").
 
 Each check reports what is wrong with one field (or a field of a list item) to a Ctx and
 returns the value to use, or None/() when there is none; it never raises. Media sources are

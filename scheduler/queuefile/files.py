@@ -1,8 +1,8 @@
-"""YAML queue files → validated PostSpecs (design §7.3, a contract).
+"""YAML queue files → validated PostSpecs (README "Queue files": a contract).
 
 A file is all or nothing: every problem in it is collected (file, post, field, and a message
 saying what is allowed) and raised together as InvalidInput; a file with any problem yields no
-posts. Limits come from graph-api-facts.md §1.
+posts. Limits are Meta's (README "Post kinds, fields and how they reach Instagram").
 
 This module walks the document and its posts; reading and YAML loading are in
 scheduler.queuefile.yamlload, field checks in scheduler.queuefile.fields, media sources in

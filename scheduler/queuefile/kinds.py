@@ -2,7 +2,7 @@
 
 A post names its kind by its media field (image, reel, story or carousel); a field that
 belongs to another kind is reported with the kinds it is for. Each builder turns a post's
-fields into (media items, the PostSpec fields beyond them). Design §7.3.
+fields into (media items, the PostSpec fields beyond them). See README "Post kinds, fields and how they reach Instagram".
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Queue-file media sources → URLs Meta can fetch, or readable local video files (design §7.3).
+"""Queue-file media sources → URLs Meta can fetch, or readable local video files (README "Queue files").
 
 Images come only as https URLs (Meta fetches them itself); videos may also be local files,
 returned as absolute paths. A file's extension must fit the kind of media it is given as.

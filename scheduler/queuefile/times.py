@@ -1,4 +1,4 @@
-"""Queue-file times → aware UTC datetimes (design §4).
+"""Queue-file times → aware UTC datetimes (README "Queue files").
 
 Accepted: an ISO 8601 time with an offset, a local time read in an IANA timezone, the
 datetime/date objects PyYAML makes of unquoted timestamps, and `now`. A local time that

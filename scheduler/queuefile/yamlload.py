@@ -1,4 +1,4 @@
-"""Queue-file bytes → one YAML document, safely (design §7.3).
+"""Queue-file bytes → one YAML document, safely (README "Queue files").
 
 Reading refuses folders, oversized and non-UTF-8 files; loading is yaml.safe_load's, plus a
 note of keys written twice, a size/depth guard against alias bombs, and YAML errors put in

@@ -1,34 +1,83 @@
-"""The Store: the one seam to the database (SQLite or PostgreSQL).
+"""The Store: the one seam to the database (SQLite or PostgreSQL), and this package's only
+public face: callers use `Store` and the names exported here, never a submodule or a
+transaction. Every SQL statement lives in this package.
 
 Methods are synchronous and short; the daemon calls them through asyncio.to_thread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from scheduler.clock import utcnow
+from scheduler.clock import SYSTEM_CLOCK, Clock, iso, to_naive_utc
 from scheduler.config import AccountSettings, LeadSettings
+from scheduler.lifecycle import PostMove, TransitionNotAllowed
 from scheduler.models import PostSpec
 from scheduler.store import accounts as acc
-from scheduler.store import claims, history
+from scheduler.store import claims, history, stats
 from scheduler.store import posts as qp
-from scheduler.store.engine import READ_ONLY, ensure_current, make_engine
-from scheduler.store.records import AccountRecord, EnqueueReport, MediaRecord, PostRecord
+from scheduler.store.claims import LeaseLost
+from scheduler.store.engine import (
+    READ_ONLY,
+    DatabaseUnreachable,
+    SchemaBehind,
+    current_revision,
+    ensure_current,
+    head_revision,
+    make_engine,
+    safe_url,
+    upgrade,
+)
+from scheduler.store.history import CallLike
+from scheduler.store.posts import NotAllowed, PostNotFound
+from scheduler.store.records import (
+    AccountRecord,
+    EnqueueReport,
+    MediaChanges,
+    MediaRecord,
+    PostChanges,
+    PostRecord,
+)
 
-__all__ = ["AccountRecord", "EnqueueReport", "MediaRecord", "PostRecord", "Store"]
+__all__ = [
+    "AccountRecord", "CallLike", "DatabaseUnreachable", "EnqueueReport", "LeaseLost", "MediaChanges",
+    "MediaRecord", "NotAllowed", "PostChanges", "PostNotFound", "PostRecord", "QuotaCheck",
+    "SchemaBehind", "Store", "TransitionNotAllowed", "UsageFigures", "current_revision",
+    "head_revision", "safe_url", "upgrade", "upgrade_database",
+]  # fmt: skip
+
+
+def upgrade_database(url: str) -> None:
+    """Create or upgrade the schema of the database at `url` (idempotent)."""
+    engine = make_engine(url)
+    try:
+        ensure_current(engine, upgrade_if_behind=True)
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True)
+class UsageFigures:
+    """An account's latest usage-header figures, as the call log writes them."""
+
+    app_pct: int | None
+    buc_pct: int | None
+    regain_s: float
 
 
 class Store:
-    def __init__(self, url: str, upgrade: bool = True) -> None:
+    def __init__(self, url: str, upgrade: bool = True, clock: Clock | None = None) -> None:
+        """`clock`: the time that decides due-ness. By default the system clock on SQLite and
+        the database's clock on PostgreSQL; tests pass a FakeClock to drive both."""
         self.engine = make_engine(url)
+        self.clock = clock
         ensure_current(self.engine, upgrade_if_behind=upgrade)
 
     @property
@@ -39,134 +88,170 @@ class Store:
         self.engine.dispose()
 
     @contextmanager
-    def read(self) -> Iterator[Connection]:
+    def _read(self) -> Iterator[Connection]:
         """A read-only transaction (on SQLite it does not take the write lock)."""
         with self.engine.connect() as conn:
             conn.execution_options(**{READ_ONLY: True})
             yield conn
 
     @contextmanager
-    def tx(self) -> Iterator[Connection]:
+    def _tx(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
             yield conn
 
     def now(self) -> datetime:
-        """Naive UTC. PostgreSQL: the database's clock, so skewed hosts cannot publish early."""
+        """Naive UTC. PostgreSQL: the database's clock, so skewed hosts cannot publish early
+        (unless a clock was injected)."""
+        if self.clock is not None:
+            return self.clock.now()
         if self.dialect == "postgresql":
-            with self.read() as conn:
+            with self._read() as conn:
                 return conn.execute(sa.text("SELECT timezone('UTC', clock_timestamp())")).scalar_one()
-        return utcnow()
+        return SYSTEM_CLOCK.now()
 
     # --- queue side -------------------------------------------------------------
     def sync_accounts(self, configured: Sequence[AccountSettings]) -> None:
-        with self.tx() as conn:
+        with self._tx() as conn:
             acc.sync_accounts(conn, configured, self.now())
 
-    def enqueue(self, specs: Sequence[PostSpec], lead: LeadSettings, actor: str) -> EnqueueReport:
+    def enqueue(self, specs: Sequence[PostSpec], actor: str) -> EnqueueReport:
+        """Import validated specs atomically. A new or changed post is checked at once and
+        staged at its lead time (the pipeline computes it), so no lead is needed here."""
         now = self.now()
-        with self.tx() as conn:
-            return qp.enqueue(conn, specs, now, lead, actor)
+        with self._tx() as conn:
+            return qp.enqueue(conn, specs, now, actor)
 
     def get(self, key: str) -> PostRecord | None:
-        with self.read() as conn:
+        with self._read() as conn:
             return qp.get_post(conn, key)
 
     def get_by_id(self, post_id: int) -> PostRecord | None:
-        with self.read() as conn:
+        with self._read() as conn:
             return qp.get_post_by_id(conn, post_id)
 
     def list_posts(self, states: Sequence[str], account: str | None = None, since: datetime | None = None,
              newest_first: bool = False, limit: int | None = None) -> list[PostRecord]:
-        with self.read() as conn:
+        with self._read() as conn:
             return qp.list_posts(conn, states, account, since, newest_first, limit)
 
     def media(self, post_id: int) -> list[MediaRecord]:
-        with self.read() as conn:
+        with self._read() as conn:
             return qp.media_of(conn, post_id)
 
     def events(self, post_id: int) -> list[dict[str, Any]]:
-        with self.read() as conn:
+        with self._read() as conn:
             return qp.events_of(conn, post_id)
 
     def calls(self, post_id: int) -> list[dict[str, Any]]:
-        with self.read() as conn:
+        with self._read() as conn:
             return history.calls_of(conn, post_id)
 
     def cancel(self, key: str, actor: str) -> PostRecord:
         now = self.now()
-        with self.tx() as conn:
+        with self._tx() as conn:
             return qp.cancel(conn, key, now, actor)
 
     def retry(self, key: str, lead: LeadSettings, actor: str) -> PostRecord:
         now = self.now()
-        with self.tx() as conn:
+        with self._tx() as conn:
             return qp.retry(conn, key, now, lead, actor)
 
     # --- daemon side ------------------------------------------------------------
     def claim_due(self, owner: str, lease_s: float, limit: int) -> list[PostRecord]:
         now = self.now()
-        with self.tx() as conn:
+        with self._tx() as conn:
             return claims.claim_due(conn, owner, lease_s, now, limit)
 
     def next_action_at(self) -> datetime | None:
-        with self.read() as conn:
+        with self._read() as conn:
             return claims.next_action_at(conn)
 
-    def update(self, post: PostRecord, actor: str, event: str | None = None, release: bool = True,
-               **values: Any) -> PostRecord:
-        """Compare-and-set on the post's lease token (raises LeaseLost)."""
+    def transition(self, post: PostRecord, move: PostMove, actor: str, event: str | None = None,
+                   release: bool = True, **values: Unpack[PostChanges]) -> PostRecord:
+        """A named transition of lifecycle.POSTS, compare-and-set on the post's lease token
+        (raises LeaseLost, or TransitionNotAllowed when the table has no such move from the
+        post's current state). Returns the post as it was before."""
         assert post.lease_token is not None
         now = self.now()
-        with self.tx() as conn:
-            return claims.update_post(conn, post.id, post.lease_token, now, actor, event, release, **values)
+        with self._tx() as conn:
+            return claims.update_post(conn, post.id, post.lease_token, now, actor, event, release, move, **values)
+
+    def update(self, post: PostRecord, actor: str, event: str | None = None, release: bool = True,
+               **values: Unpack[PostChanges]) -> PostRecord:
+        """Change a post we hold without changing its state (raises LeaseLost)."""
+        assert post.lease_token is not None
+        now = self.now()
+        with self._tx() as conn:
+            return claims.update_post(conn, post.id, post.lease_token, now, actor, event, release, None, **values)
 
     def renew(self, post: PostRecord, lease_s: float) -> bool:
         assert post.lease_token is not None
         now = self.now()
-        with self.tx() as conn:
+        with self._tx() as conn:
             return claims.renew(conn, post.id, post.lease_token, lease_s, now)
 
     def release_own_leases(self, owner: str) -> int:
         now = self.now()
-        with self.tx() as conn:
+        with self._tx() as conn:
             return claims.release_own_leases(conn, owner, now)
 
-    def record_call(self, rec: Any) -> None:
-        with self.tx() as conn:
-            history.record_call(conn, rec)
+    def record_activity(self, calls: Sequence[CallLike], usage: Mapping[str, UsageFigures],
+                        account_pauses: Sequence[tuple[str, datetime, str]],
+                        app_pauses: Sequence[tuple[datetime, str]]) -> None:
+        """Write what a daemon's Graph calls taught it, in one transaction: the call rows, each
+        account's latest usage figures and pauses (extended, never shortened), the app pause."""
+        now = self.now()
+        with self._tx() as conn:
+            for rec in calls:
+                history.record_call(conn, rec)
+            # account rows in name order, then the app row: daemons writing at the same time on
+            # PostgreSQL then wait for each other instead of deadlocking
+            for account in sorted(set(usage) | {name for name, _, _ in account_pauses}):
+                if account in usage:
+                    u = usage[account]
+                    acc.update_usage(conn, account, u.app_pct, u.buc_pct, u.regain_s, now)
+                for name, until, reason in account_pauses:
+                    if name == account:
+                        acc.pause_account(conn, name, to_naive_utc(until), reason, now)
+            for until, reason in app_pauses:
+                acc.pause_app(conn, to_naive_utc(until), reason, now)
+
+    def pause_state(self, account: str) -> tuple[tuple[datetime, str] | None, AccountRecord | None]:
+        """(the app pause if one is on now, the account's row): what other daemons recorded."""
+        now = self.now()
+        with self._read() as conn:
+            return acc.app_paused_until(conn, now), acc.get_account(conn, account)
+
+    def recent_processing_s(self, account: str, media_kind: str, limit: int) -> list[float]:
+        """Creation-to-FINISHED seconds of the account's latest containers of a media kind."""
+        with self._read() as conn:
+            return stats.recent_processing_s(conn, account, media_kind, limit)
+
+    def containers_created_since(self, account: str, since: datetime) -> list[datetime]:
+        """When the account's containers were created since `since`, oldest first."""
+        with self._read() as conn:
+            return stats.containers_created_since(conn, account, since)
 
     # --- accounts -----------------------------------------------------------------
     def account(self, name: str) -> AccountRecord | None:
-        with self.read() as conn:
+        with self._read() as conn:
             return acc.get_account(conn, name)
 
     def accounts(self) -> list[AccountRecord]:
-        with self.read() as conn:
+        with self._read() as conn:
             return acc.all_accounts(conn)
 
-    def update_media(self, post: PostRecord, media_id: int, **values: Any) -> None:
+    def update_media(self, post: PostRecord, media_id: int, **values: Unpack[MediaChanges]) -> None:
         """Change one media row while we still hold the post's lease (raises LeaseLost)."""
-        from scheduler.store.schema import post_media
-
         assert post.lease_token is not None
-        with self.tx() as conn, claims.fenced(conn, post.id, post.lease_token):
-            conn.execute(post_media.update().where(post_media.c.id == media_id).values(**values))
+        with self._tx() as conn:
+            claims.update_media(conn, post.id, post.lease_token, media_id, values)
 
     def reset_containers(self, post: PostRecord) -> None:
         """Forget every container of a post (expired or unusable): staging starts over."""
-        from scheduler.store.schema import post_media, posts
-
         assert post.lease_token is not None
-        with self.tx() as conn, claims.fenced(conn, post.id, post.lease_token):
-            conn.execute(
-                post_media.update().where(post_media.c.post_id == post.id).values(
-                    container_id=None, container_created_at=None, status_code=None,
-                    status_checked_at=None, error=None,
-                )
-            )
-            conn.execute(
-                posts.update().where(posts.c.id == post.id).values(container_id=None, container_created_at=None)
-            )
+        with self._tx() as conn:
+            claims.reset_containers(conn, post.id, post.lease_token)
 
     def begin_publish(self, post: PostRecord, actor: str, fallback_total: int,
                       recheck_s: float = 60.0) -> QuotaCheck:
@@ -180,7 +265,7 @@ class Store:
         after `recheck_s` (an in-flight one may turn out not to have gone live)."""
         assert post.lease_token is not None
         now = self.now()
-        with self.tx() as conn:
+        with self._tx() as conn:
             a = acc.get_account(conn, post.account, lock=True)
             total = (a.quota_total if a and a.quota_total else None) or fallback_total
             window = (a.quota_duration_s if a and a.quota_duration_s else None) or 86400
@@ -199,24 +284,58 @@ class Store:
             claims.update_post(
                 conn, post.id, post.lease_token, now, actor,
                 f"quota slot reserved ({used + 1}/{total} in the rolling window); publishing",
-                release=False, state="publishing", publish_started_at=now, reason=None,
+                release=False, move=PostMove.BEGIN_PUBLISH, publish_started_at=now, reason=None,
             )
             return QuotaCheck(True, used + 1, total, None)
 
     def set_reauth(self, account: str, needed: bool, reason: str | None) -> None:
         now = self.now()
-        with self.tx() as conn:
+        with self._tx() as conn:
             acc.set_reauth(conn, account, needed, reason, now)
 
     def update_quota(self, account: str, usage: int, total: int, duration_s: int) -> None:
         now = self.now()
-        with self.tx() as conn:
+        with self._tx() as conn:
             acc.update_quota(conn, account, usage, total, duration_s, now)
 
     def app_pause(self) -> tuple[datetime, str] | None:
         now = self.now()
-        with self.read() as conn:
+        with self._read() as conn:
             return acc.app_paused_until(conn, now)
+
+    def quota_report(self) -> list[dict[str, Any]]:
+        """Per account: quota used/total, latest usage figures, pause and re-authorisation state."""
+        now = self.now()
+        out = []
+        with self._read() as conn:
+            app = acc.app_paused_until(conn, now)
+            for a in acc.all_accounts(conn):
+                window = a.quota_duration_s or 86400
+                times = acc.published_in_window(conn, a.name, now, window)
+                mine = used = len(times)
+                if a.quota_usage is not None and a.quota_checked_at is not None:
+                    since_check = sum(1 for t in times if t > a.quota_checked_at)
+                    used = max(mine, a.quota_usage + since_check)
+                paused = a.paused_until is not None and a.paused_until > now
+                out.append({
+                    "account": a.name,
+                    "ig_user_id": a.ig_user_id,
+                    "quota_used": used,
+                    "quota_total": a.quota_total,
+                    "quota_window_s": window,
+                    "published_by_igsched": mine,
+                    "quota_checked_at": iso(a.quota_checked_at),
+                    "usage_app_pct": a.usage_app_pct,
+                    "usage_buc_pct": a.usage_buc_pct,
+                    "usage_regain_s": a.usage_regain_s,
+                    "usage_at": iso(a.usage_at),
+                    "paused": paused or app is not None,
+                    "paused_until": iso(a.paused_until) if paused else (iso(app[0]) if app else None),
+                    "pause_reason": a.pause_reason if paused else (app[1] if app else None),
+                    "needs_reauth": a.needs_reauth,
+                    "reauth_reason": a.reauth_reason,
+                })
+        return out
 
 
 @dataclass(frozen=True)
@@ -227,40 +346,3 @@ class QuotaCheck:
     free_at: datetime | None
     in_flight: int = 0
     exact: bool = True  # free_at is when a slot frees (else: when to look again)
-
-
-def quota_report(store: Store) -> list[dict[str, Any]]:
-    """Per account: quota used/total, latest usage figures, pause and re-authorisation state."""
-    from scheduler.clock import iso
-
-    now = store.now()
-    out = []
-    with store.read() as conn:
-        app = acc.app_paused_until(conn, now)
-        for a in acc.all_accounts(conn):
-            window = a.quota_duration_s or 86400
-            times = acc.published_in_window(conn, a.name, now, window)
-            mine = used = len(times)
-            if a.quota_usage is not None and a.quota_checked_at is not None:
-                since_check = sum(1 for t in times if t > a.quota_checked_at)
-                used = max(mine, a.quota_usage + since_check)
-            paused = a.paused_until is not None and a.paused_until > now
-            out.append({
-                "account": a.name,
-                "ig_user_id": a.ig_user_id,
-                "quota_used": used,
-                "quota_total": a.quota_total,
-                "quota_window_s": window,
-                "published_by_igsched": mine,
-                "quota_checked_at": iso(a.quota_checked_at),
-                "usage_app_pct": a.usage_app_pct,
-                "usage_buc_pct": a.usage_buc_pct,
-                "usage_regain_s": a.usage_regain_s,
-                "usage_at": iso(a.usage_at),
-                "paused": paused or app is not None,
-                "paused_until": iso(a.paused_until) if paused else (iso(app[0]) if app else None),
-                "pause_reason": a.pause_reason if paused else (app[1] if app else None),
-                "needs_reauth": a.needs_reauth,
-                "reauth_reason": a.reauth_reason,
-            })
-    return out

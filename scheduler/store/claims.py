@@ -11,15 +11,15 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from scheduler.lifecycle import ACTIVE, State
+from scheduler.lifecycle import ACTIVE, POSTS, PostMove, State
 from scheduler.store.posts import add_event
-from scheduler.store.records import PostRecord
-from scheduler.store.schema import posts
+from scheduler.store.records import MediaChanges, PostChanges, PostRecord
+from scheduler.store.schema import post_media, posts
 
 _ACTIVE = [s.value for s in ACTIVE]
 _PUBLISHING = [s.value for s in (State.READY, State.DEFERRED, State.PUBLISHING, State.VERIFYING)]
@@ -92,18 +92,47 @@ def fenced(conn: Connection, post_id: int, token: str) -> Iterator[PostRecord]:
 
 def update_post(
     conn: Connection, post_id: int, token: str, now: datetime, actor: str,
-    event: str | None = None, release: bool = True, **values: Any,
+    event: str | None = None, release: bool = True, move: PostMove | None = None,
+    **values: Unpack[PostChanges],
 ) -> PostRecord:
-    """Compare-and-set on the lease token; records a state change when `state` changes."""
+    """Compare-and-set on the lease token; `move` (a transition of lifecycle.POSTS, checked
+    against the post's current state) changes the state, and is recorded as an event."""
+    unknown = set(values) - PostChanges.__optional_keys__
+    if unknown:  # e.g. `state`: it changes only through a transition
+        raise TypeError(f"not a column a step may change: {', '.join(sorted(unknown))}")
     with fenced(conn, post_id, token) as rec:
-        values["updated_at"] = now
+        row: dict[str, Any] = dict(values)
+        row["updated_at"] = now
+        if move is not None:
+            row["state"] = POSTS.target(move, rec.state, rec.key)
+        if "reason" in row and "hold" not in row:
+            row["hold"] = None  # a new reason: whatever the post was held for is over
         if release:
-            values.update(lease_owner=None, lease_until=None, lease_token=None)
-        conn.execute(posts.update().where(posts.c.id == post_id).values(**values))
-        new_state = values.get("state", rec.state)
+            row.update(lease_owner=None, lease_until=None, lease_token=None)
+        conn.execute(posts.update().where(posts.c.id == post_id).values(**row))
+        new_state = row.get("state", rec.state)
         if new_state != rec.state or event:
             add_event(conn, post_id, now, rec.state, new_state, event, actor)
         return rec
+
+
+def update_media(conn: Connection, post_id: int, token: str, media_id: int, values: MediaChanges) -> None:
+    with fenced(conn, post_id, token):
+        conn.execute(post_media.update().where(post_media.c.id == media_id).values(**values))
+
+
+def reset_containers(conn: Connection, post_id: int, token: str) -> None:
+    """Forget every container of a post (expired or unusable): staging starts over."""
+    with fenced(conn, post_id, token):
+        conn.execute(
+            post_media.update().where(post_media.c.post_id == post_id).values(
+                container_id=None, container_created_at=None, status_code=None,
+                status_checked_at=None, error=None,
+            )
+        )
+        conn.execute(
+            posts.update().where(posts.c.id == post_id).values(container_id=None, container_created_at=None)
+        )
 
 
 def renew(conn: Connection, post_id: int, token: str, lease_s: float, now: datetime) -> bool:

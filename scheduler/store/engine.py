@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import igsched_migrations  # the top-level migrations/ folder, installed as a package
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -51,7 +52,8 @@ def make_engine(url: str) -> Engine:
 
 def _sqlite_engine(url: str) -> Engine:
     u = sa.engine.make_url(url)
-    if u.database and u.database != ":memory:":
+    # a "file:" URI (uri=true) names its file itself; anything else gets its folder made
+    if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
         Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
@@ -75,8 +77,6 @@ def _sqlite_engine(url: str) -> Engine:
 
 
 def _alembic_config() -> Config:
-    import igsched_migrations  # the top-level migrations/ folder, installed as a package
-
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(igsched_migrations.__file__).parent))
     return cfg

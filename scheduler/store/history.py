@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -12,8 +12,27 @@ from scheduler.clock import to_naive_utc
 from scheduler.store.schema import api_calls
 
 
-def record_call(conn: Connection, rec: Any) -> None:
-    """Store a graph.client.CallRecord (duck-typed to keep the store free of HTTP types)."""
+class CallLike(Protocol):
+    """What the store reads of a graph.client.CallRecord (the store knows no HTTP types)."""
+
+    started_at: datetime
+    account: str | None
+    post_id: int | None
+    method: str
+    endpoint: str
+    path: str
+    http_status: int | None
+    outcome: str
+    error_code: int | None
+    error_subcode: int | None
+    error_message: str | None
+    fbtrace_id: str | None
+    duration_ms: float
+    usage: Any  # graph.usage.Usage
+
+
+def record_call(conn: Connection, rec: CallLike) -> None:
+    """Store one Graph call with the busiest usage figures it reported."""
     usage = rec.usage
     app = usage.app if usage else None
     buc = None
@@ -48,12 +67,3 @@ def record_call(conn: Connection, rec: Any) -> None:
 def calls_of(conn: Connection, post_id: int) -> list[dict[str, Any]]:
     rows = conn.execute(sa.select(api_calls).where(api_calls.c.post_id == post_id).order_by(api_calls.c.id))
     return [dict(r._mapping) for r in rows]
-
-
-def count_calls(conn: Connection, endpoint: str | None = None, since: datetime | None = None) -> int:
-    q = sa.select(sa.func.count()).select_from(api_calls)
-    if endpoint:
-        q = q.where(api_calls.c.endpoint == endpoint)
-    if since:
-        q = q.where(api_calls.c.at >= since)
-    return int(conn.execute(q).scalar_one())

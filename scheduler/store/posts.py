@@ -10,7 +10,7 @@ from sqlalchemy import Connection
 
 from scheduler.clock import to_naive_utc
 from scheduler.config import LeadSettings
-from scheduler.lifecycle import ACTIVE, EDITABLE, FINISHED, State, stage_at
+from scheduler.lifecycle import ACTIVE, EDITABLE, FINISHED, POSTS, PostMove, State, stage_at
 from scheduler.models import PostSpec
 from scheduler.store.records import EnqueueReport, MediaRecord, PostRecord
 from scheduler.store.schema import post_events, post_media, posts
@@ -42,7 +42,7 @@ def _media_rows(post_id: int, spec: PostSpec) -> list[dict[str, object]]:
     return [{"post_id": post_id, "position": 0, "media_kind": m.kind, "source": m.source}]
 
 
-def _plan_values(spec: PostSpec, now: datetime, lead: LeadSettings) -> dict[str, object]:
+def _plan_values(spec: PostSpec, now: datetime) -> dict[str, object]:
     due = to_naive_utc(spec.at) if spec.at is not None else now
     return {
         "account": spec.account,
@@ -62,6 +62,8 @@ def _plan_values(spec: PostSpec, now: datetime, lead: LeadSettings) -> dict[str,
         "container_id": None,
         "container_created_at": None,
         "publish_started_at": None,
+        "late_cause": None,
+        "hold": None,
         "followup_pending": False,
         "comment_state": "pending" if spec.first_comment else None,
         "comment_id": None,
@@ -71,14 +73,12 @@ def _plan_values(spec: PostSpec, now: datetime, lead: LeadSettings) -> dict[str,
     }
 
 
-def enqueue(
-    conn: Connection, specs: Sequence[PostSpec], now: datetime, lead: LeadSettings, actor: str
-) -> EnqueueReport:
+def enqueue(conn: Connection, specs: Sequence[PostSpec], now: datetime, actor: str) -> EnqueueReport:
     """Import validated specs in the caller's transaction: new, updated, unchanged or kept."""
     report = EnqueueReport([], [], [], [])
     for spec in specs:
         row = conn.execute(_lock(conn, sa.select(posts).where(posts.c.key == spec.key))).first()
-        values = _plan_values(spec, now, lead)
+        values = _plan_values(spec, now)
         if row is None:
             post_id = conn.execute(
                 posts.insert().values(key=spec.key, created_at=now, **values).returning(posts.c.id)
@@ -95,6 +95,7 @@ def enqueue(
             report.kept.append((spec.key, f"{what}; a re-import never changes it"))
         else:
             # containers of the old version are abandoned; Meta expires them after 24 h
+            values["state"] = POSTS.target(PostMove.REPLAN, rec.state, rec.key)
             conn.execute(posts.update().where(posts.c.id == rec.id).values(**values))
             conn.execute(post_media.delete().where(post_media.c.post_id == rec.id))
             conn.execute(post_media.insert(), _media_rows(rec.id, spec))
@@ -165,7 +166,7 @@ def cancel(conn: Connection, key: str, now: datetime, actor: str) -> PostRecord:
     # clearing the lease token fences out a worker that holds the post now
     conn.execute(
         posts.update().where(posts.c.id == rec.id).values(
-            state=State.CANCELLED, reason="cancelled by the user", lease_owner=None,
+            state=POSTS.target(PostMove.CANCEL, rec.state, rec.key), reason="cancelled by the user", lease_owner=None,
             lease_until=None, lease_token=None, updated_at=now,
         )
     )
@@ -183,10 +184,11 @@ def retry(conn: Connection, key: str, now: datetime, lead: LeadSettings, actor: 
         raise NotAllowed(f"post {key} is already published (media {rec.media_id}); it is never published twice")
     if rec.state in (State.FAILED, State.CANCELLED):
         spec = rec.post_spec()
-        values = _plan_values(spec, now, lead)
+        values = _plan_values(spec, now)
         values["due_at"] = max(rec.due_at, now)
         values["next_action_at"] = max(now, stage_at(values["due_at"], rec.kind, lead))  # type: ignore[arg-type]
         values["comment_state"] = rec.comment_state
+        values["state"] = POSTS.target(PostMove.RETRY, rec.state, rec.key)
         conn.execute(posts.update().where(posts.c.id == rec.id).values(**values))
         conn.execute(
             post_media.update().where(post_media.c.post_id == rec.id).values(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Self, TypedDict
 
 from scheduler.models import PostSpec
 
@@ -41,6 +41,8 @@ class PostRecord(_FromRow):
     permalink: str | None
     published_at: datetime | None
     lateness_s: float | None
+    late_cause: str | None
+    hold: str | None
     followup_pending: bool
     comment_state: str | None
     comment_id: str | None
@@ -92,3 +94,36 @@ class EnqueueReport:
     updated: list[str]
     unchanged: list[str]
     kept: list[tuple[str, str]]  # (key, why the re-import did not change it)
+
+
+class PostChanges(TypedDict, total=False):
+    """Columns a step may change on a post it holds. The state is not among them: it changes
+    only through a named transition (lifecycle.POSTS); the lease columns belong to claims."""
+
+    reason: str | None
+    preflight: str | None
+    next_action_at: datetime
+    attempts: int
+    container_id: str | None
+    container_created_at: datetime | None
+    publish_started_at: datetime | None
+    media_id: str | None
+    permalink: str | None
+    published_at: datetime | None
+    lateness_s: float | None
+    late_cause: str | None
+    hold: str | None
+    followup_pending: bool
+    comment_state: str | None
+    comment_id: str | None
+    comment_error: str | None
+
+
+class MediaChanges(TypedDict, total=False):
+    """Columns a step may change on one media row of a post it holds."""
+
+    container_id: str | None
+    container_created_at: datetime | None
+    status_code: str | None
+    status_checked_at: datetime | None
+    error: str | None

@@ -91,6 +91,11 @@ posts = Table(
     Column("permalink", Text),
     Column("published_at", DateTime),
     Column("lateness_s", Float),
+    # why a post that became ready after its time was late (e.g. "the video was still
+    # processing at its time"), shown when it is published late
+    Column("late_cause", Text),
+    # what the post waits for besides its time (lifecycle.Hold); cleared when `reason` changes
+    Column("hold", String(24)),
     # after publish: permalink lookup and first comment still to do (claimable while true)
     Column("followup_pending", Boolean, nullable=False, default=False),
     Column("comment_state", String(16)),

@@ -11,9 +11,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from scheduler.graph.endpoints import CREATE_CONTAINER
 from scheduler.store.schema import api_calls, post_media, posts
-
-CREATE_CONTAINER = "POST /{ig-user-id}/media"  # api_calls.endpoint of a container creation
 
 
 def recent_processing_s(conn: Connection, account: str, media_kind: str, limit: int = 20) -> list[float]:

@@ -96,7 +96,7 @@ def enqueue(settings: Settings, n: int, first_s: float, spread_s: float) -> Stor
                    account="shop" if i % 2 else "brand2")
         for i in range(n)
     ]
-    store.enqueue(specs, settings.staging.lead_s, "test")
+    store.enqueue(specs, "test")
     return store
 
 
@@ -153,6 +153,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_publishes_nothing_twice(
     assert not any(t in text for t in TOKENS.values())
 
 
+@pytest.mark.slow
 def test_sigterm_exits_zero_promptly_and_loses_nothing(db_url: str, emulator: Any, tmp_path: Path) -> None:
     emu = emulator
     add_accounts(emu)

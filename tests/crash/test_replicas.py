@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from scheduler.config import load_settings
+from scheduler.lifecycle import PostMove
 from scheduler.models import MediaItem, PostSpec
 from scheduler.store import Store
 from scheduler.store.schema import post_events
@@ -68,7 +68,6 @@ def test_three_daemons_share_300_posts_each_published_once(pg_schema_url: str, e
     for name, (ig, token, quota) in ACCOUNTS.items():
         emu.state.add_account(ig, username=name, token=token, quota_total=quota)
     configs = [write_config(tmp_path, pg_schema_url, emu.base_url, ident) for ident in IDENTITIES]
-    settings = load_settings(configs[0])
 
     # the daemons start together on an empty schema: one migrates it, the others wait for that
     env = {**os.environ, **{env_name(n): t for n, (_, t, _) in ACCOUNTS.items()}}
@@ -88,7 +87,7 @@ def test_three_daemons_share_300_posts_each_published_once(pg_schema_url: str, e
     due = datetime.now(UTC) + timedelta(seconds=6)
     specs = [spec(f"r{i:03d}", "shop" if i % 2 else "brand2", due) for i in range(300)]
     specs += [spec(f"t{i:02d}", "tight", due) for i in range(15)]
-    store.enqueue(specs, settings.staging.lead_s, "test")
+    store.enqueue(specs, "test")
 
     def settled() -> bool:
         with store.engine.connect() as c:
@@ -143,7 +142,7 @@ def test_quota_gate_holds_under_concurrent_publishers(db_url: str) -> None:
     settings = settings_for(db_url)
     first = Store(db_url)
     first.sync_accounts(settings.accounts)
-    first.enqueue([image_spec(f"k{i:02d}", in_s=0) for i in range(40)], settings.staging.lead_s, "t")
+    first.enqueue([image_spec(f"k{i:02d}", in_s=0) for i in range(40)], "t")
     with first.engine.begin() as c:
         c.execute(sa.text("UPDATE posts SET state = 'ready', container_id = 'c'"))
     first.update_quota("shop", 0, 10, 86400)
@@ -156,9 +155,9 @@ def test_quota_gate_holds_under_concurrent_publishers(db_url: str) -> None:
             if store.begin_publish(post, name, 25).ok:
                 granted.append(post.key)
                 time.sleep(rng.uniform(0, 0.02))  # media_publish in flight
-                store.update(post, name, state="published", published_at=store.now())
+                store.transition(post, PostMove.MARK_PUBLISHED, name, published_at=store.now())
             else:
-                store.update(post, name, state="deferred", next_action_at=store.now() + timedelta(days=1))
+                store.transition(post, PostMove.TO_DEFERRED, name, next_action_at=store.now() + timedelta(days=1))
 
     stores = [Store(db_url) for _ in range(3)]
     threads = [threading.Thread(target=publisher, args=(stores[i % 3], f"d{i % 3}", i)) for i in range(12)]

@@ -1,4 +1,4 @@
-"""The command line contract (design §7.1): commands, --json, exit codes 0 / 1 / 2."""
+"""The command line contract (README "Command line"): commands, --json, exit codes 0 / 1 / 2."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from scheduler.clock import FakeClock
 from scheduler.emulator import RunningEmulator
 from scheduler.problems import InvalidInput
 from scheduler.store import Store
@@ -53,7 +54,7 @@ def _tags(*tags: dict[str, Any]) -> str:
     return json.dumps(list(tags), separators=(",", ":"))
 
 
-def test_every_kind_with_every_option(db_url: str, emu: RunningEmulator, tmp_path: Path) -> None:
+def test_every_kind_with_every_option(db_url: str, clock: FakeClock, emu: RunningEmulator, tmp_path: Path) -> None:
     """Seven posts (image, reel by URL, reel from a local file, image story, video story, local
     video story, a mixed four-item carousel with a local video) all go live within 1 s of
     their time, and the API received exactly the documented parameters at the right level."""
@@ -115,7 +116,7 @@ posts:
     first_comment: Which one?
 """
     settings = settings_for(db_url, emu.base_url)
-    store = Store(db_url)
+    store = Store(db_url, clock=clock)
     enqueue_yaml(store, settings, text, base_dir=tmp_path)
 
     run_daemon(settings, store, timeout_s=60)
@@ -242,7 +243,7 @@ posts:
 
 
 def test_carousel_with_a_failing_child_fails_with_its_reason_and_publishes_nothing(
-    db_url: str, emu: RunningEmulator
+    db_url: str, clock: FakeClock, emu: RunningEmulator
 ) -> None:
     """Item 2 ends in ERROR (Meta could not fetch it): the post fails with that item's reason;
     no parent container is made, nothing is published."""
@@ -260,7 +261,7 @@ posts:
     first_comment: never posted
 """
     settings = settings_for(db_url, emu.base_url)
-    store = Store(db_url)
+    store = Store(db_url, clock=clock)
     enqueue_yaml(store, settings, text)
 
     run_daemon(settings, store, timeout_s=30)
@@ -282,7 +283,7 @@ posts:
 
 
 def test_first_comment_is_posted_once_when_the_api_answers_an_error_after_creating_it(
-    db_url: str, emu: RunningEmulator
+    db_url: str, clock: FakeClock, emu: RunningEmulator
 ) -> None:
     """Meta creates the comment and answers with an error: 20/1772107 (HTTP 400) for one
     account, code 2 with HTTP 500 for the other. The retry looks for the account's own
@@ -304,7 +305,7 @@ posts:
     first_comment: Link in bio
 """
     settings = settings_for(db_url, emu.base_url)
-    store = Store(db_url)
+    store = Store(db_url, clock=clock)
     enqueue_yaml(store, settings, text)
 
     run_daemon(settings, store, timeout_s=30)
@@ -343,7 +344,7 @@ posts:
 
 
 def test_local_video_gone_after_enqueue_fails_before_any_container(
-    db_url: str, emu: RunningEmulator, tmp_path: Path
+    db_url: str, clock: FakeClock, emu: RunningEmulator, tmp_path: Path
 ) -> None:
     """Readable at enqueue, deleted before staging: the post fails with the file's name and
     no container is created for it."""
@@ -355,7 +356,7 @@ posts:
   - {{key: vanishing, at: {at_in(8)}, reel: later.mp4}}
 """
     settings = settings_for(db_url, emu.base_url, preflight={"enabled": False})
-    store = Store(db_url)
+    store = Store(db_url, clock=clock)
     enqueue_yaml(store, settings, text, base_dir=tmp_path)
     video.unlink()
 
@@ -367,7 +368,7 @@ posts:
 
 
 def test_media_that_breaks_a_rule_fails_at_once_long_before_its_time(
-    db_url: str, emu: RunningEmulator, tmp_path: Path
+    db_url: str, clock: FakeClock, emu: RunningEmulator, tmp_path: Path
 ) -> None:
     """The media check before staging fetches each file from the (emulated) CDN: a post whose
     media cannot succeed fails right after enqueue, an hour before its time, naming the rule,
@@ -397,7 +398,7 @@ posts:
         "wide-item": "carousel[1]",
     }
     settings = settings_for(db_url, emu.base_url)
-    store = Store(db_url)
+    store = Store(db_url, clock=clock)
     enqueue_yaml(store, settings, text)
 
     run_daemon(settings, store, timeout_s=20)
@@ -428,7 +429,7 @@ posts:
 
 
 def test_story_published_without_an_answer_is_found_on_the_stories_edge(
-    db_url: str, emu: RunningEmulator
+    db_url: str, clock: FakeClock, emu: RunningEmulator
 ) -> None:
     """media_publish goes through but its answer is lost: verification sees PUBLISHED and
     looks the media up — a story on /{ig-user-id}/stories (it is not on /media), a feed
@@ -441,7 +442,7 @@ posts:
   - {{key: lost-image, at: {at_in(5)}, image: {media_url(emu, "i.jpg")}, caption: hello}}
 """
     settings = settings_for(db_url, emu.base_url, graph={"timeout_s": 2})
-    store = Store(db_url)
+    store = Store(db_url, clock=clock)
     enqueue_yaml(store, settings, text)
 
     run_daemon(settings, store, timeout_s=40)
@@ -459,7 +460,7 @@ posts:
     assert count(emu, "media_list", "GET") == 1
 
 
-def test_a_failed_permalink_lookup_never_fails_a_live_post(db_url: str, emu: RunningEmulator) -> None:
+def test_a_failed_permalink_lookup_never_fails_a_live_post(db_url: str, clock: FakeClock, emu: RunningEmulator) -> None:
     """The media id comes from media_publish; the permalink is a later read, best effort: when
     it fails, the post stays published (without a permalink) and its first comment still goes."""
     emu.state.inject("media_info", 100, 33, account=SHOP_ID)  # "object does not exist"
@@ -472,7 +473,7 @@ posts:
     first_comment: still posted
 """
     settings = settings_for(db_url, emu.base_url)
-    store = Store(db_url)
+    store = Store(db_url, clock=clock)
     enqueue_yaml(store, settings, text)
 
     run_daemon(settings, store, timeout_s=20)

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from scheduler.clock import FakeClock
 from scheduler.store import Store
 from tests.daemonrun import run_until_idle
 from tests.helpers import image_spec, settings_for
@@ -22,12 +23,12 @@ def _endpoint_count(emu: Any, name: str) -> int:
     return sum(1 for r in emu.state.requests if r["endpoint"] == name)
 
 
-def test_image_posts_publish_on_time_exactly_once(db_url: str, emulator: Any) -> None:
+def test_image_posts_publish_on_time_exactly_once(db_url: str, clock: FakeClock, emulator: Any) -> None:
     settings = settings_for(db_url, emulator.base_url)
-    store = Store(db_url)
+    store = Store(db_url, clock=clock)
     store.sync_accounts(settings.accounts)
     specs = [image_spec("e1", in_s=3.5), image_spec("e2", in_s=4.5, caption="two", account="brand2")]
-    store.enqueue(specs, settings.staging.lead_s, "test")
+    store.enqueue(specs, "test")
 
     run_until_idle(settings, store, timeout_s=40)
 
@@ -50,12 +51,11 @@ def test_image_posts_publish_on_time_exactly_once(db_url: str, emulator: Any) ->
     assert states[0] == "planned" and "staging" in states and "ready" in states and states[-1] == "published"
 
 
-def test_permanent_error_fails_with_metas_reason(db_url: str, emulator: Any) -> None:
+def test_permanent_error_fails_with_metas_reason(db_url: str, clock: FakeClock, emulator: Any) -> None:
     settings = settings_for(db_url, emulator.base_url)
-    store = Store(db_url)
+    store = Store(db_url, clock=clock)
     store.sync_accounts(settings.accounts)
-    store.enqueue([image_spec("bad", in_s=3, url="https://cdn.example.com/x.jpg?emu_fail=2207052")],
-                  settings.staging.lead_s, "test")
+    store.enqueue([image_spec("bad", in_s=3, url="https://cdn.example.com/x.jpg?emu_fail=2207052")], "test")
     run_until_idle(settings, store, timeout_s=30)
     rec = store.get("bad")
     assert rec is not None and rec.state == "failed"

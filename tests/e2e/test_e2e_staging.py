@@ -8,17 +8,18 @@ the account's history surviving a restart.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from scheduler.clock import utcnow
+from scheduler.clock import FakeClock, utcnow
 from scheduler.config import StagingSettings
 from scheduler.emulator import RunningEmulator
-from scheduler.pipeline.learning import expected_processing_s
-from scheduler.pipeline.runtime import DEFAULT_PROCESSING_S, Runtime
+from scheduler.pipeline.processing import DEFAULT_PROCESSING_S
+from scheduler.pipeline.runtime import Runtime
 from scheduler.store import Store
 from tests.helpers import settings_for
 from tests.kinds_support import (
@@ -33,6 +34,7 @@ from tests.kinds_support import (
     events_text,
     media_url,
     run_daemon,
+    warped_emulator,
 )
 
 DEFAULT_STAGING = StagingSettings().model_dump()  # the shipped lead times and polling
@@ -55,12 +57,25 @@ def _status_polls(emu: RunningEmulator, container_ids: set[str]) -> list[dict[st
             if r["endpoint"] == "container_status" and r["path"].rsplit("/", 1)[-1] in container_ids]
 
 
-@pytest.mark.slow
+@pytest.fixture
+def warp() -> FakeClock:
+    # frozen between jumps: how late a step runs on a loaded machine is not what is measured
+    return FakeClock()
+
+
+@pytest.fixture
+def warped(warp: FakeClock) -> Iterator[RunningEmulator]:
+    with warped_emulator(warp) as emu:
+        add_accounts(emu)
+        yield emu
+
+
 def test_reel_processing_20s_goes_live_on_the_second_and_a_late_one_says_why(
-    db_url: str, emu: RunningEmulator
+    db_url: str, warped: RunningEmulator, warp: FakeClock
 ) -> None:
     """With the shipped defaults (reels staged up to an hour ahead, first status check at the
-    expected processing time, polls densest near the due time):
+    expected processing time, polls densest near the due time), on a clock that jumps to
+    each next step instead of waiting 40 s:
     - a reel that takes 20 s to process, due 40 s after enqueue, goes live within 1 s of its
       time, with only a few status checks;
     - a reel that takes 12 s, due 6 s after enqueue, is still processing at its time: it goes
@@ -70,35 +85,35 @@ account: shop
 posts:
   - key: on-time
     at: {at_in(40)}
-    reel: {media_url(emu, "long.mp4", emu_processing_s=20)}
+    reel: {media_url(warped, "long.mp4", emu_processing_s=20)}
     caption: twenty seconds of processing
   - key: late
     at: {at_in(6)}
-    reel: {media_url(emu, "longer.mp4", emu_processing_s=12)}
+    reel: {media_url(warped, "longer.mp4", emu_processing_s=12)}
     caption: still processing at its time
 """
-    settings = settings_for(db_url, emu.base_url, staging=DEFAULT_STAGING)
-    store = Store(db_url)
+    settings = settings_for(db_url, warped.base_url, staging=DEFAULT_STAGING)
+    store = Store(db_url, clock=warp)
     enqueue_yaml(store, settings, text)
 
-    run_daemon(settings, store, timeout_s=70)
+    run_daemon(settings, store, timeout_s=20, warp=warp)
 
     posts = by_key(store)
     on_time, late = posts["on-time"], posts["late"]
     assert on_time.state == "published" and late.state == "published"
     assert on_time.lateness_s is not None and 0 <= on_time.lateness_s < 1.0, events_text(store, on_time)
     assert on_time.reason is None
-    containers = emu.state.containers
+    containers = warped.state.containers
     c = containers[str(on_time.container_id)]
     assert c["processing_s"] == 20
     # staged at once (the lead is an hour), first checked near the expected 20 s: few polls
-    polls = _status_polls(emu, {str(on_time.container_id)})
+    polls = _status_polls(warped, {str(on_time.container_id)})
     assert 1 <= len(polls) <= 3, [round(p["t"] - c["created_at"], 1) for p in polls]
     assert polls[0]["t"] - c["created_at"] >= 15
 
     # the late one: published as soon as processing finished, and says why it was late
     cl = containers[str(late.container_id)]
-    live = {m["id"]: m for m in emu.state.published_media()}
+    live = {m["id"]: m for m in warped.state.published_media()}
     went_live = live[str(late.media_id)]["published_at"]
     assert 0 <= went_live - cl["ready_at"] < 1.0
     assert late.lateness_s is not None and 5.0 <= late.lateness_s < 8.0
@@ -106,11 +121,11 @@ posts:
     history = events_text(store, late)
     assert "ready after its time" in history and late.reason in history
     # overdue polling stays dense only while the lateness is small (1/8 of it, ≥ poll_min_s)
-    assert len(_status_polls(emu, {str(late.container_id)})) <= 16
-    assert count(emu, "media_publish") == 2 and len(created(emu)) == 2
+    assert len(_status_polls(warped, {str(late.container_id)})) <= 16
+    assert count(warped, "media_publish") == 2 and len(created(warped)) == 2
 
 
-def test_expired_containers_are_recreated(db_url: str, emu: RunningEmulator) -> None:
+def test_expired_containers_are_recreated(db_url: str, clock: FakeClock, emu: RunningEmulator) -> None:
     """The emulator's clock jumps a day while one post is ready (its container FINISHED) and
     another is still processing: both containers are EXPIRED. The ready one is refused at
     publish (2207020) and staged again; the processing one is seen EXPIRED by the next status
@@ -124,7 +139,7 @@ posts:
     reel: {media_url(emu, "b.mp4", emu_processing_s=3)}
 """
     settings = settings_for(db_url, emu.base_url)
-    store = Store(db_url)
+    store = Store(db_url, clock=clock)
     enqueue_yaml(store, settings, text)
     jumped: list[float] = []
 
@@ -157,7 +172,7 @@ posts:
     assert posts["ready-then-expired"].lateness_s is not None and posts["ready-then-expired"].lateness_s < 2.0
 
 
-def test_container_budget_waits_for_a_slot_instead_of_hitting_the_limit(db_url: str, emu: RunningEmulator) -> None:
+def test_container_budget_waits_for_a_slot_instead_of_hitting_the_limit(db_url: str, clock: FakeClock, emu: RunningEmulator) -> None:
     """With a budget of 4 containers a day (Meta's is 400; the emulator answers code 4 past
     it), a two-item carousel (3 containers) and an image (1) are staged; a second image waits
     for a slot, with the reason shown, and never meets the API's refusal. When the window has
@@ -173,7 +188,7 @@ posts:
   - {{key: second-image, at: {at_in(6)}, image: {media_url(emu, "b.jpg")}}}
 """
     settings = settings_for(db_url, emu.base_url, staging={"containers_per_day": 4})
-    store = Store(db_url)
+    store = Store(db_url, clock=clock)
     enqueue_yaml(store, settings, text)
 
     def settled() -> bool:
@@ -203,7 +218,7 @@ posts:
     assert len(created(emu)) == 5 and all(r["outcome"] == "ok" for r in created(emu))
 
 
-def test_processing_time_is_learnt_and_survives_a_restart(db_url: str, emu: RunningEmulator) -> None:
+def test_processing_time_is_learnt_and_survives_a_restart(db_url: str, clock: FakeClock, emu: RunningEmulator) -> None:
     """After a run in which the account's videos took about 3 s, a freshly started daemon
     (a new Runtime) expects about 3 s for that account's videos — read from post_media, not
     the 20 s default — and the default still for another account."""
@@ -214,19 +229,19 @@ posts:
   - {{key: v2, at: {at_in(6.5)}, story: "{media_url(emu, "v2.mp4", emu_processing_s=3)}"}}
 """
     settings = settings_for(db_url, emu.base_url, staging=DEFAULT_STAGING)
-    store = Store(db_url)
+    store = Store(db_url, clock=clock)
     enqueue_yaml(store, settings, text)
     first = run_daemon(settings, store, timeout_s=30)
     assert {p.state for p in by_key(store).values()} == {"published"}
-    learnt = first.rt.processing_s[("shop", "video")]
+    learnt = first.rt.processing.estimates[("shop", "video")]
     assert 1.5 <= learnt <= 6.0, learnt
 
     async def fresh_expectations() -> tuple[float, float, float]:
         rt = Runtime(settings, store, "restarted")
         try:
-            return (await expected_processing_s(rt, "shop", "video"),
-                    await expected_processing_s(rt, "shop", "image"),
-                    await expected_processing_s(rt, "brand2", "video"))
+            return (await rt.processing.expected_s("shop", "video"),
+                    await rt.processing.expected_s("shop", "image"),
+                    await rt.processing.expected_s("brand2", "video"))
         finally:
             await rt.aclose()
 

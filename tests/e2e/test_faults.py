@@ -153,7 +153,7 @@ def test_faults_throttling_and_quota_publish_each_post_exactly_once(db_url: str,
     shop = [image_spec(f"a{i:02d}", in_s=3 + i * 0.1, caption=f"shop post {i}") for i in range(15)]
     brand = [image_spec(f"b{i:02d}", in_s=3 + i * 0.4, caption=f"brand post {i}", account="brand2")
              for i in range(10)]
-    store.enqueue(shop + brand, settings.staging.lead_s, "test")
+    store.enqueue(shop + brand, "test")
 
     # part-way through, Meta throttles brand2 (80002 with an estimate of a few minutes)
     throttled_at: list[float] = []
@@ -257,8 +257,7 @@ def test_auth_failure_waits_for_a_new_token_while_others_carry_on(db_url: str, e
     settings = fast_settings(db_url, emu.base_url)
     store = new_store(settings)
     store.enqueue([image_spec("s1", in_s=2.5, caption="shop one"), image_spec("s2", in_s=2.6, caption="shop two"),
-                   image_spec("b1", in_s=2.5, caption="brand one", account="brand2")],
-                  settings.staging.lead_s, "test")
+                   image_spec("b1", in_s=2.5, caption="brand one", account="brand2")], "test")
 
     def shop_waits_brand_done() -> bool:
         p = all_posts(store)
@@ -305,7 +304,7 @@ def test_usage_at_100_percent_pauses_the_account(tmp_path: Any, emulator: Any) -
     store = new_store(settings)
     store.enqueue([image_spec("b1", in_s=2.5, caption="brand one", account="brand2"),
                    image_spec("b2", in_s=6, caption="brand two", account="brand2"),
-                   image_spec("s1", in_s=2.5, caption="shop one")], settings.staging.lead_s, "test")
+                   image_spec("s1", in_s=2.5, caption="shop one")], "test")
     run_until(settings, store, lambda: settled(store), timeout_s=30)
 
     brand_log = [r for r in emu.state.requests if r["account"] == BRAND2]
@@ -336,8 +335,7 @@ def test_app_throttling_pauses_every_account(tmp_path: Any, emulator: Any) -> No
     settings = fast_settings(f"sqlite:///{tmp_path / 'app.db'}", emu.base_url)
     store = new_store(settings)
     store.enqueue([image_spec("s1", in_s=2.5, caption="shop"), image_spec("s2", in_s=4, caption="shop 2"),
-                   image_spec("b1", in_s=2.5, caption="brand", account="brand2")],
-                  settings.staging.lead_s, "test")
+                   image_spec("b1", in_s=2.5, caption="brand", account="brand2")], "test")
     run_until(settings, store, lambda: settled(store), timeout_s=30)
 
     log = emu.state.requests
@@ -362,8 +360,7 @@ def test_soft_threshold_postpones_staging_but_not_the_due_time(tmp_path: Any, em
     # w0 is staged at once, so the daemon hears about the 90 % before s1's lead time opens
     store.enqueue([image_spec("w0", in_s=0.5, caption="warm-up"),
                    image_spec("s1", in_s=6, caption="shop busy"),
-                   image_spec("b1", in_s=6, caption="brand calm", account="brand2")],
-                  settings.staging.lead_s, "test")
+                   image_spec("b1", in_s=6, caption="brand calm", account="brand2")], "test")
     run_until(settings, store, lambda: settled(store), timeout_s=30)
 
     posts = all_posts(store)
@@ -401,8 +398,7 @@ def test_permanent_errors_fail_at_once_and_exhausted_retries_fail(tmp_path: Any,
     store = new_store(settings)
     store.enqueue([image_spec("bad-media", in_s=2.5, caption="aspect"),
                    image_spec("refused", in_s=2.5, caption="unfetchable", account="brand2"),
-                   image_spec("flaky", in_s=2.5, caption="flaky", account="third")],
-                  settings.staging.lead_s, "test")
+                   image_spec("flaky", in_s=2.5, caption="flaky", account="third")], "test")
     run_until(settings, store, lambda: settled(store), timeout_s=30)
     log = emu.state.requests
 
@@ -440,7 +436,7 @@ def test_error_answer_after_a_publish_that_went_live_is_not_a_failure(tmp_path: 
     emu.state.inject("media_publish", 2, http_status=500, account=SHOP, after=True)
     settings = fast_settings(f"sqlite:///{tmp_path / 'a.db'}", emu.base_url)
     store = new_store(settings)
-    store.enqueue([image_spec("p1", in_s=2.5, caption="went live")], settings.staging.lead_s, "test")
+    store.enqueue([image_spec("p1", in_s=2.5, caption="went live")], "test")
     run_until(settings, store, lambda: settled(store), timeout_s=30)
     p = store.get("p1")
     assert p is not None and p.state == "published", (p.state if p else None, p.reason if p else None)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from scheduler.clock import FakeClock
 from scheduler.inbox import scan_inbox
 from scheduler.store import Store
 from tests.daemonrun import run_until_idle
@@ -66,14 +67,14 @@ def test_inbox_imports_good_files_and_rejects_bad_ones(db_url: str, tmp_path: Pa
 
 
 @pytest.mark.parametrize("db", ["sqlite"])
-def test_daemon_imports_from_inbox_and_publishes(db: str, tmp_path: Path, emulator: Any,
+def test_daemon_imports_from_inbox_and_publishes(db: str, tmp_path: Path, emulator: Any, clock: FakeClock,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IGSCHED_TEST_TOKEN_SHOP", "tok")
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     db_url = f"sqlite:///{tmp_path / 'd.db'}"
     settings = settings_for(db_url, emulator.base_url, queue={"inbox_dir": str(inbox)})
-    store = Store(db_url)
+    store = Store(db_url, clock=clock)
     (inbox / "drop.yaml").write_text(_queue(datetime.now(UTC) + timedelta(seconds=4)))
     _age(inbox / "drop.yaml")
     run_until_idle(settings, store, timeout_s=30)

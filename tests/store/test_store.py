@@ -7,12 +7,19 @@ import time
 from dataclasses import replace
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 
-from scheduler.lifecycle import State
-from scheduler.store import Store
-from scheduler.store.claims import LeaseLost
-from scheduler.store.engine import SchemaBehind, current_revision, head_revision, make_engine
-from scheduler.store.posts import NotAllowed
+from scheduler.lifecycle import PostMove, State
+from scheduler.store import (
+    LeaseLost,
+    NotAllowed,
+    SchemaBehind,
+    Store,
+    current_revision,
+    head_revision,
+)
+from scheduler.store.engine import _alembic_config, make_engine
 from tests.helpers import image_spec, settings_for
 
 
@@ -33,13 +40,12 @@ def test_migrations_reach_head_and_are_idempotent(db_url: str) -> None:
 
 
 def test_enqueue_is_idempotent_and_edits_by_key(store: Store, db_url: str) -> None:
-    lead = settings_for(db_url).staging.lead_s
     a, b = image_spec("a"), image_spec("b")
-    r1 = store.enqueue([a, b], lead, "t")
+    r1 = store.enqueue([a, b], "t")
     assert (r1.new, r1.updated, r1.unchanged) == (["a", "b"], [], [])
-    r2 = store.enqueue([a, b], lead, "t")
+    r2 = store.enqueue([a, b], "t")
     assert (r2.new, r2.updated, r2.unchanged) == ([], [], ["a", "b"])
-    r3 = store.enqueue([replace(a, caption="changed")], lead, "t")
+    r3 = store.enqueue([replace(a, caption="changed")], "t")
     assert r3.updated == ["a"]
     rec = store.get("a")
     assert rec is not None and rec.spec["caption"] == "changed" and rec.state == State.PLANNED
@@ -50,10 +56,10 @@ def test_enqueue_is_idempotent_and_edits_by_key(store: Store, db_url: str) -> No
 def test_published_post_is_never_changed_by_reimport(store: Store, db_url: str) -> None:
     lead = settings_for(db_url).staging.lead_s
     spec = image_spec("p", in_s=0)
-    store.enqueue([spec], lead, "t")
+    store.enqueue([spec], "t")
     [claimed] = store.claim_due("d", 30, 10)
-    store.update(claimed, "d", state="published", media_id="m1")
-    r = store.enqueue([replace(spec, caption="other")], lead, "t")
+    store.transition(claimed, PostMove.MARK_PUBLISHED, "d", media_id="m1")
+    r = store.enqueue([replace(spec, caption="other")], "t")
     assert r.kept == [("p", "already published; a re-import never changes it")]
     rec = store.get("p")
     assert rec is not None and rec.spec["caption"] == "hello" and rec.media_id == "m1"
@@ -65,11 +71,11 @@ def test_published_post_is_never_changed_by_reimport(store: Store, db_url: str) 
 
 def test_cancel_fences_out_the_worker_and_retry_replans(store: Store, db_url: str) -> None:
     lead = settings_for(db_url).staging.lead_s
-    store.enqueue([image_spec("c", in_s=0)], lead, "t")
+    store.enqueue([image_spec("c", in_s=0)], "t")
     [claimed] = store.claim_due("d", 30, 10)
     store.cancel("c", "t")
     with pytest.raises(LeaseLost):
-        store.update(claimed, "d", state="staging")
+        store.transition(claimed, PostMove.TO_STAGING, "d")
     assert store.get("c").state == State.CANCELLED  # type: ignore[union-attr]
     store.retry("c", lead, "t")
     rec = store.get("c")
@@ -80,8 +86,7 @@ def test_cancel_fences_out_the_worker_and_retry_replans(store: Store, db_url: st
 def test_two_concurrent_claimers_never_get_the_same_post(db_url: str) -> None:
     s1, s2 = Store(db_url), Store(db_url)
     s1.sync_accounts(settings_for(db_url).accounts)
-    lead = settings_for(db_url).staging.lead_s
-    s1.enqueue([image_spec(f"k{i}", in_s=0) for i in range(120)], lead, "t")
+    s1.enqueue([image_spec(f"k{i}", in_s=0) for i in range(120)], "t")
     got: dict[str, list[str]] = {"d1": [], "d2": []}
 
     def claimer(store: Store, name: str) -> None:
@@ -103,19 +108,19 @@ def test_two_concurrent_claimers_never_get_the_same_post(db_url: str) -> None:
 
 
 def test_stale_lease_holder_cannot_finish_a_step(store: Store, db_url: str) -> None:
-    store.enqueue([image_spec("s", in_s=0)], settings_for(db_url).staging.lead_s, "t")
+    store.enqueue([image_spec("s", in_s=0)], "t")
     [mine] = store.claim_due("slow", 0.2, 1)
     time.sleep(0.4)
     [theirs] = store.claim_due("fast", 30, 1)
     assert theirs.id == mine.id and theirs.lease_token != mine.lease_token
     with pytest.raises(LeaseLost):
-        store.update(mine, "slow", state="staging")
-    store.update(theirs, "fast", state="staging")
+        store.transition(mine, PostMove.TO_STAGING, "slow")
+    store.transition(theirs, PostMove.TO_STAGING, "fast")
     assert store.get("s").state == "staging"  # type: ignore[union-attr]
 
 
 def test_restart_takes_back_own_leases(store: Store, db_url: str) -> None:
-    store.enqueue([image_spec("r", in_s=0)], settings_for(db_url).staging.lead_s, "t")
+    store.enqueue([image_spec("r", in_s=0)], "t")
     assert store.claim_due("host-a", 300, 1)
     assert store.claim_due("host-a", 300, 1) == []
     assert store.release_own_leases("host-a") == 1
@@ -123,14 +128,33 @@ def test_restart_takes_back_own_leases(store: Store, db_url: str) -> None:
 
 
 def test_quota_gate_counts_published_and_in_flight(store: Store, db_url: str) -> None:
-    lead = settings_for(db_url).staging.lead_s
-    store.enqueue([image_spec(f"q{i}", in_s=0) for i in range(3)], lead, "t")
+    store.enqueue([image_spec(f"q{i}", in_s=0) for i in range(3)], "t")
     store.update_quota("shop", 0, 2, 86400)
     posts = store.claim_due("d", 60, 3)
     for p in posts:
-        store.update(p, "d", release=False, container_id=f"c-{p.key}")
+        store.transition(p, PostMove.TO_READY, "d", release=False, container_id=f"c-{p.key}")
     first = store.begin_publish(posts[0], "d", 25)
     second = store.begin_publish(posts[1], "d", 25)
     third = store.begin_publish(posts[2], "d", 25)
     assert (first.ok, second.ok, third.ok) == (True, True, False)
     assert third.used == 2 and third.total == 2 and third.free_at is not None
+
+
+def test_a_database_at_the_first_revision_is_upgraded_with_its_posts(db_url: str) -> None:
+    """0002 adds posts.late_cause and posts.hold: posts written before keep working."""
+    engine = make_engine(db_url)
+    cfg = _alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    assert current_revision(engine) == "0001"
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO posts (key, account, kind, spec, spec_hash, due_at, asap, state, next_action_at,"
+            " attempts, followup_pending, created_at, updated_at) VALUES ('old', 'shop', 'image', '{}', 'h',"
+            " '2026-01-01 00:00:00', false, 'planned', '2026-01-01 00:00:00', 0, false,"
+            " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"))
+    store = Store(db_url)
+    assert current_revision(engine) == head_revision() == "0002"
+    old = store.get("old")
+    assert old is not None and old.late_cause is None and old.hold is None

@@ -1,4 +1,4 @@
-"""Pure tests: usage-header parsing and the error taxonomy (facts sheet §4 and §5)."""
+"""Pure tests: usage-header parsing and the error taxonomy (Meta's usage headers and error codes)."""
 
 from __future__ import annotations
 
@@ -206,7 +206,7 @@ def test_parse_usage_accepts_httpx_headers() -> None:
 # --- classification ------------------------------------------------------------------------
 
 FACTS_TABLE: list[tuple[int, int | None, ErrorClass]] = [
-    # facts sheet §5, publishing codes
+    # publishing error codes
     (-2, 2207003, C.TRANSIENT),
     (-1, 2207001, C.TRANSIENT),
     (-1, 2207032, C.RECREATE),

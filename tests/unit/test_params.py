@@ -1,4 +1,4 @@
-"""Container parameters: each field at the level the API accepts it (facts sheet §1)."""
+"""Container parameters: each field at the level the API accepts it (README "Post kinds, fields and how they reach Instagram")."""
 
 from __future__ import annotations
 

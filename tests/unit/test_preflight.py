@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from scheduler.models import MediaItem, PostSpec
-from scheduler.preflight import (
+from scheduler.pipeline.preflight import (
     FFPROBE_MISSING,
     PreflightResult,
     check_all,

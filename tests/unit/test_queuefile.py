@@ -1,4 +1,4 @@
-"""Queue files (design §7.3): good files for every kind, stable keys, and bad input of many
+"""Queue files (README "Queue files"): good files for every kind, stable keys, and bad input of many
 kinds, each reported with the file, the post, the field and a message a person can act on."""
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ import httpx
 
 from scheduler.emulator import RunningEmulator
 from scheduler.models import MediaItem, PostSpec
-from scheduler.pipeline.checking import upload_problem
-from scheduler.pipeline.learning import observed_processing_s
+from scheduler.pipeline.preflight import upload_problem
+from scheduler.pipeline.processing import observed_processing_s
 
 T0 = datetime(2026, 12, 1, 9, 0, 0)
 

@@ -1,8 +1,11 @@
-"""Media preflight: fetch just enough of each media file to catch what Meta would refuse.
+"""Media preflight, the first step of every post: fetch just enough of each media file to
+catch what Meta would refuse, long before the post's time.
 
-Errors are rules the media breaks (the post cannot succeed). Warnings are what could not be
-checked from this host: Meta fetches the media from elsewhere, so an unreachable URL here is
-not proof of anything (design §7.3) and staging goes ahead. Limits: graph-api-facts.md §1.
+Errors are rules the media breaks (the post cannot succeed: it fails now). Warnings are what
+could not be checked from this host: Meta fetches the media from elsewhere, so an unreachable
+URL here is not proof of anything and staging goes ahead. Limits: README "Post kinds, fields
+and how they reach Instagram". The same checks run on demand with `igsched validate --fetch`
+(check_all); the pipeline step is `check`.
 """
 
 from __future__ import annotations
@@ -15,11 +18,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from PIL import Image, UnidentifiedImageError
 
+from scheduler.lifecycle import PostMove, stage_at
 from scheduler.models import MediaItem, MediaKind, PostSpec
+from scheduler.pipeline.outcomes import fail, transition, update
+from scheduler.pipeline.runtime import Runtime
+from scheduler.store import PostRecord
 
 MiB = 1024 * 1024
 HEADER_BYTES = 64 * 1024  # enough for a JPEG's header (SOF and EXIF) in practice
@@ -53,7 +61,7 @@ STORY_IMAGE = MediaRule("a story image", JPEG_TYPES, 8 * MiB)
 COVER = MediaRule("a reel cover", JPEG_TYPES, 8 * MiB)
 REEL = MediaRule("a reel", VIDEO_TYPES, 300 * MiB, duration_s=(3, 15 * 60))
 STORY_VIDEO = MediaRule("a story video", VIDEO_TYPES, 100 * MiB, duration_s=(3, 60))
-# The facts sheet gives no separate carousel-video limits; the reel limits are the widest
+# Meta documents no separate carousel-video limits; the reel limits are the widest
 # Meta documents, so nothing Meta would accept is refused here.
 CAROUSEL_VIDEO = MediaRule("a carousel video", VIDEO_TYPES, 300 * MiB, duration_s=(3, 15 * 60))
 
@@ -395,3 +403,40 @@ def _judge_probe(t: Target, info: dict[str, object], notes: _Notes) -> None:
                 f"is {duration:.1f} s long; {t.rule.what} must be "
                 f"{_duration_words(low)} to {_duration_words(high)}"
             )
+
+
+# --- the pipeline step ------------------------------------------------------------------
+
+INSTAGRAM_LOGIN_HOST = "graph.instagram.com"
+
+
+def upload_problem(spec: PostSpec, base_url: str) -> str | None:
+    """A local video goes up through the resumable upload, which only the Facebook Login
+    flavour of the API offers (Meta's resumable upload is a Facebook Login feature): with Instagram Login it cannot succeed."""
+    local = [m.source for m in spec.media if m.is_local]
+    host = (urlsplit(base_url).hostname or "").lower()
+    if not local or host != INSTAGRAM_LOGIN_HOST:
+        return None
+    return (f"local file {local[0]} needs the resumable upload, which the API with Instagram Login "
+            f"({base_url}) does not offer: use graph.base_url https://graph.facebook.com (Facebook "
+            "Login), or give the video as an https URL")
+
+
+async def check(rt: Runtime, post: PostRecord) -> None:
+    now = rt.clock.now()
+    staging_time = max(now, stage_at(post.due_at, post.kind, rt.settings.staging.lead_s))
+    spec = post.post_spec()
+    problem = upload_problem(spec, rt.settings.graph.base_url)
+    if problem:
+        await fail(rt, post, problem)
+        return
+    if not rt.settings.preflight.enabled:
+        await update(rt, post, None, preflight="skipped", next_action_at=staging_time)
+        return
+    result = await check_media(spec, rt.http)
+    if result.errors:
+        await fail(rt, post, "media check failed: " + "; ".join(result.errors))
+        return
+    event = "media checked" + (": " + "; ".join(result.warnings) if result.warnings else ": ok")
+    await transition(rt, post, PostMove.TO_PLANNED, event, preflight="warnings" if result.warnings else "ok",
+                     next_action_at=max(rt.clock.now(), staging_time))

@@ -1,0 +1,38 @@
+"""The container budget: Meta allows 400 containers per account in a rolling 24 h, and a
+carousel uses one per item plus the parent. Before creating the containers of a post, staging
+counts the account's successful container creations of the last 24 h (api_calls, written by
+every daemon, plus this daemon's calls not yet written) and waits for a slot rather than run
+into the limit.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from scheduler.clock import to_naive_utc
+from scheduler.graph.endpoints import CREATE_CONTAINER
+from scheduler.pipeline.runtime import Runtime
+
+CONTAINER_WINDOW = timedelta(days=1)
+
+
+async def container_slot_at(rt: Runtime, account: str, needed: int) -> tuple[datetime | None, int]:
+    """(None, used) when `needed` more containers fit in the account's rolling 24 h; else
+    (when enough have aged out, used)."""
+    limit = rt.settings.staging.containers_per_day
+    now = rt.clock.now()
+    since = now - CONTAINER_WINDOW
+    # unwritten calls first, then the table: a call written in between counts twice (safe side)
+    unwritten = [
+        to_naive_utc(r.started_at) for r in rt.calllog.unwritten_calls()
+        if r.account == account and r.endpoint == CREATE_CONTAINER and r.outcome == "ok"
+    ]  # fmt: skip
+    times = sorted([*await rt.db(rt.store.containers_created_since, account, since), *unwritten])
+    times = [t for t in times if t >= since]
+    used = len(times)
+    if used + needed <= limit:
+        return None, used
+    if needed > limit:  # can never fit; the caller fails the post
+        return now + CONTAINER_WINDOW, used
+    # the slot frees when the (used + needed - limit)-th oldest creation leaves the window
+    return times[used + needed - limit - 1] + CONTAINER_WINDOW, used

@@ -1,0 +1,124 @@
+"""The call-log flusher: writes Graph call rows, usage figures and pauses in the background.
+
+Calls are noted in memory as they finish (the event loop must never wait for the database)
+and written every `interval_s`. When the database refuses (disk full, read-only, down), the
+rows are kept for the next try, which waits longer each time (up to MAX_BACKOFF_S), and each
+kind of failure is logged once — by its exception type and first line, never with the SQL
+statement or its parameters — until a write succeeds again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from scheduler.graph.client import CallRecord
+from scheduler.store import Store, UsageFigures
+
+log = logging.getLogger(__name__)
+APP = "*"  # the scope of an app-wide pause (pauses.APP)
+FIRST_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 60.0
+
+
+def failure_kind(e: BaseException) -> str:
+    """A short, SQL-free description: SQLAlchemy's message quotes the statement and its
+    parameters (post captions, error texts), the driver's first line does not."""
+    orig = getattr(e, "orig", None) or e
+    first = (str(orig).strip().splitlines() or [""])[0][:200]
+    return f"{type(orig).__name__}: {first}" if first else type(orig).__name__
+
+
+class CallLog:
+    def __init__(self, store: Store, interval_s: float = 0.5,
+                 timer: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.interval_s = interval_s
+        self._timer = timer  # for the backoff: wall time, whatever clock the pipeline uses
+        self.calls: list[CallRecord] = []
+        self.pauses: list[tuple[str, datetime, str]] = []  # (scope, until, reason)
+        self.usage: dict[str, UsageFigures] = {}
+        self.failures = 0
+        self._seen_kinds: set[str] = set()
+        self._retry_at = 0.0  # timer() before which a failed write is not retried
+        self._task: asyncio.Task[None] | None = None
+        self._soon: set[asyncio.Task[None]] = set()
+
+    # --- noting --------------------------------------------------------------------------
+    def add_call(self, rec: CallRecord) -> None:
+        self.calls.append(rec)
+
+    def add_usage(self, account: str, figures: UsageFigures) -> None:
+        self.usage[account] = figures
+
+    def add_pause(self, scope: str, until: datetime, reason: str) -> None:
+        """A pause is written at once (other daemons learn of it from the database)."""
+        self.pauses.append((scope, until, reason))
+        try:
+            task = asyncio.get_running_loop().create_task(self.flush())
+        except RuntimeError:  # no loop (a synchronous caller): the periodic flush writes it
+            return
+        self._soon.add(task)
+        task.add_done_callback(self._soon.discard)
+
+    def unwritten_calls(self) -> list[CallRecord]:
+        """Calls made but not yet written to api_calls (the next flush writes them)."""
+        return list(self.calls)
+
+    # --- the loop ------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="igsched-call-log")
+
+    async def stop(self) -> None:
+        """Stop the loop and write what is left (one last try, whatever the backoff)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush(force=True)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            await self.flush()
+
+    async def flush(self, force: bool = False) -> None:
+        if not (self.calls or self.pauses or self.usage):
+            return
+        if not force and self._timer() < self._retry_at:
+            return
+        calls, self.calls = self.calls, []
+        pauses, self.pauses = self.pauses, []
+        usage, self.usage = self.usage, {}
+        account_pauses = [(s, until, r) for s, until, r in pauses if s != APP]
+        app_pauses = [(until, r) for s, until, r in pauses if s == APP]
+        try:
+            await asyncio.to_thread(self.store.record_activity, calls, usage, account_pauses, app_pauses)
+        except Exception as e:
+            self.calls[:0] = calls
+            self.pauses[:0] = pauses
+            self.usage = {**usage, **self.usage}
+            self._failed(e, len(calls))
+            return
+        if self.failures:
+            log.info("call log written again after %d failed tries", self.failures)
+        self.failures = 0
+        self._seen_kinds.clear()
+        self._retry_at = 0.0
+
+    def _failed(self, e: Exception, rows: int) -> None:
+        self.failures += 1
+        delay = min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (self.failures - 1))
+        self._retry_at = self._timer() + delay
+        kind = failure_kind(e)
+        if kind in self._seen_kinds:
+            return
+        self._seen_kinds.add(kind)
+        log.error("could not write %d API call row(s) (%s); keeping them, trying again with "
+                  "backoff (next in %.1f s)", rows, kind, delay)

@@ -1,0 +1,73 @@
+"""The call-log flusher on a database that refuses every write (read-only here; a full disk
+behaves the same): one log line per kind of failure, retries backing off, no SQL or values
+in the log, and nothing lost once the database takes writes again."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from scheduler.clock import to_aware, utcnow
+from scheduler.graph.client import CallRecord
+from scheduler.graph.usage import Usage
+from scheduler.pipeline.calllog import MAX_BACKOFF_S, CallLog
+from scheduler.store import Store
+from tests.helpers import settings_for
+
+SECRET_LOOKING = "caption-text-that-must-not-be-logged"
+
+
+def _call(n: int) -> CallRecord:
+    return CallRecord(
+        method="POST", endpoint="POST /{ig-user-id}/media", path=f"/v23.0/1/media/{n}", http_status=400,
+        duration_ms=1.0, error_code=100, error_subcode=None, error_message=SECRET_LOOKING, fbtrace_id=None,
+        usage=Usage(), outcome="error", account="shop", post_id=None, started_at=to_aware(utcnow()),
+    )
+
+
+def test_a_refusing_database_logs_once_backs_off_and_loses_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "igsched.db"
+    url = f"sqlite:///{path}"
+    Store(url).sync_accounts(settings_for(url).accounts)
+    read_only = Store(f"sqlite:///file:{path}?mode=ro&uri=true", upgrade=False)
+    now = [0.0]
+    log = CallLog(read_only, timer=lambda: now[0])
+    for n in range(5):
+        log.add_call(_call(n))
+
+    async def flush_for(seconds: float) -> int:
+        attempts = 0
+        end = now[0] + seconds
+        while now[0] < end:  # the daemon's 0.5 s interval, in simulated time
+            before = log.failures
+            await log.flush()
+            attempts += log.failures - before
+            now[0] += 0.5
+        return attempts
+
+    with caplog.at_level(logging.DEBUG, logger="scheduler.pipeline.calllog"):
+        attempts = asyncio.run(flush_for(300))
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    message = errors[0].getMessage()
+    assert "readonly" in message and "5 API call row" in message
+    assert SECRET_LOOKING not in message and "INSERT" not in message.upper()
+    # 0.5, 1, 2, … 32, then every 60 s: about a dozen tries in 5 minutes instead of 600
+    assert 8 <= attempts <= 14, attempts
+    assert log._retry_at - now[0] <= MAX_BACKOFF_S
+
+    # writable again: everything kept is written, and the recovery is said once
+    log.store = Store(url)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="scheduler.pipeline.calllog"):
+        asyncio.run(log.flush(force=True))
+    assert [r.getMessage() for r in caplog.records] == [f"call log written again after {attempts} failed tries"]
+    assert log.failures == 0 and log.unwritten_calls() == []
+    with Store(url).engine.connect() as c:
+        assert c.execute(sa.text("SELECT count(*) FROM api_calls")).scalar_one() == 5
