@@ -35,8 +35,7 @@ def _shop_calls(emu: Any) -> list[dict[str, Any]]:
 def _enqueue_three(store: Any, settings: Any) -> None:
     store.enqueue([image_spec("s1", in_s=2.5, caption="shop one"),
                    image_spec("s2", in_s=2.7, caption="shop two"),
-                   image_spec("b1", in_s=2.5, caption="brand one", account="brand2")],
-                  settings.staging.lead_s, "test")
+                   image_spec("b1", in_s=2.5, caption="brand one", account="brand2")], "test")
 
 
 def _refusal(emu: Any, code: int) -> tuple[int, dict[str, Any]]:
@@ -121,8 +120,7 @@ def test_policy_block_on_the_first_comment_waits_and_posts_it_once(db_url: str, 
     backoff_s = 1.5
     settings = fast_settings(db_url, emu.base_url, limits={"throttle_backoff_s": backoff_s})
     store = new_store(settings)
-    store.enqueue([image_spec("c1", in_s=2.5, caption="with comment", first_comment="first!")],
-                  settings.staging.lead_s, "test")
+    store.enqueue([image_spec("c1", in_s=2.5, caption="with comment", first_comment="first!")], "test")
     run_until(settings, store, lambda: settled(store), timeout_s=30)
     post = store.get("c1")
     assert post is not None and post.state == "published" and post.comment_state == "posted", post

@@ -25,7 +25,7 @@ def test_lost_publish_answer_then_2207008_publishes_once(db_url: str, emulator: 
     emu.state.inject_fault("media_publish", "drop_after", account=SHOP)
     settings = fast_settings(db_url, emu.base_url, limits={"publish_settle_margin_s": 0.5})
     store = new_store(settings)
-    store.enqueue([image_spec("lost", in_s=2.5, caption="answer lost")], settings.staging.lead_s, "test")
+    store.enqueue([image_spec("lost", in_s=2.5, caption="answer lost")], "test")
     run_until(settings, store, lambda: settled(store), timeout_s=30)
     post = store.get("lost")
     assert post is not None and post.state == "published", (post.state if post else None, post.reason if post else None)
