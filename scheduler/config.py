@@ -63,6 +63,10 @@ class TokenMissing(Exception):
 
 class QueueSettings(_Strict):
     inbox_dir: Path | None = None
+    # where local video files may come from; empty: the queue file's folder and below
+    media_dirs: list[Path] = []
+    # an inbox file is imported once its size and time stamp have not changed for this long
+    settle_s: Annotated[float, Field(ge=0)] = 10.0
     past_grace_s: Annotated[float, Field(ge=0)] = 60.0
     max_file_bytes: Annotated[int, Field(gt=0)] = 5_000_000
 

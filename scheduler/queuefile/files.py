@@ -96,7 +96,7 @@ def parse_queue_text(
     (default: the current directory). `now` is an aware datetime. All or nothing."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
-    ctx = Ctx(source, [])
+    ctx = Ctx(source, [], media_dirs=tuple(settings.queue.media_dirs))
     specs = _parse_document(ctx, text, settings, now.astimezone(UTC), base_dir or Path.cwd())
     if ctx.problems:
         raise InvalidInput(ctx.problems)

@@ -8,6 +8,8 @@ words with a hint at the usual fix. Every problem here concerns the whole file.
 from __future__ import annotations
 
 import stat
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +60,12 @@ def read_queue_text(path: Path, limit: int) -> str:
 
 class _Loader(yaml.SafeLoader):
     """yaml.safe_load's loader, plus a note of keys written twice in one mapping
-    (YAML would silently keep only the last one, losing what the user wrote first)."""
+    (YAML would silently keep only the last one, losing what the user wrote first).
+
+    Its scalar constructors never raise: a timestamp that is not a real time (February 30,
+    second 60, offset +25:00), or an !!int/!!float/!!bool/!!timestamp tag on text that is
+    not one, stays the text as written, so the field check that reads it names the post and
+    the field instead of the whole file failing with a traceback."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
@@ -75,6 +82,36 @@ class _Loader(yaml.SafeLoader):
             else:
                 seen[ident] = line
         return super().construct_mapping(node, deep=deep)
+
+
+def _lenient(
+    construct: Callable[[yaml.SafeLoader, yaml.ScalarNode], Any],
+) -> Callable[[yaml.SafeLoader, yaml.Node], Any]:
+    """A scalar constructor that gives back the text as written instead of raising."""
+
+    def build(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+        if not isinstance(node, yaml.ScalarNode):  # e.g. !!int on a list: a located YAML error
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.tag} must tag a single value", node.start_mark
+            )
+        try:
+            value = construct(loader, node)
+            if isinstance(value, datetime) and value.tzinfo is not None:
+                value.astimezone(UTC)  # year 9999 at -01:00 overflows here, not later
+            return value
+        except (ValueError, OverflowError, TypeError, AttributeError, KeyError, IndexError):
+            return str(node.value)
+
+    return build
+
+
+for _tag, _construct in (
+    ("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_timestamp),
+    ("tag:yaml.org,2002:int", yaml.SafeLoader.construct_yaml_int),
+    ("tag:yaml.org,2002:float", yaml.SafeLoader.construct_yaml_float),
+    ("tag:yaml.org,2002:bool", yaml.SafeLoader.construct_yaml_bool),
+):
+    _Loader.add_constructor(_tag, _lenient(_construct))
 
 
 def _yaml_error(e: yaml.YAMLError, text: str) -> str:
@@ -112,6 +149,8 @@ def load_queue_yaml(text: str, limit: int) -> tuple[bool, Any, list[str]]:
         return False, None, [_yaml_error(e, text)]
     except RecursionError:
         return False, None, [_TOO_DEEP]
+    except (ValueError, TypeError, OverflowError) as e:  # a constructor PyYAML did not guard
+        return False, None, [f"not valid YAML: a value cannot be read ({type(e).__name__})"]
     finally:
         if loader is not None:
             loader.dispose()
