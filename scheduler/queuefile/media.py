@@ -109,8 +109,6 @@ def local_video_problem(p: Path, allowed: Sequence[Path]) -> str | None:
     its author may not (README "Security"). So the file must be a regular file (not a
     symlink, device or FIFO), end in .mp4/.mov, lie inside one of the `allowed` folders once
     every symlinked folder on the way is resolved, and be readable."""
-    if p.suffix.lower() not in VIDEO_EXTS:
-        return f"{p} must be an .mp4 or .mov video file (its extension is {p.suffix or 'missing'})"
     real = Path(os.path.realpath(p.parent)) / p.name
     if any(_inside(real, d) for d in _SYSTEM_DIRS):
         return f"{p} is a system file (under /proc, /sys or /dev), not media"
@@ -128,6 +126,8 @@ def local_video_problem(p: Path, allowed: Sequence[Path]) -> str | None:
         return f"{p} is a folder, not a video file"
     if not stat.S_ISREG(st.st_mode):
         return f"{p} is not a regular file"
+    if p.suffix.lower() not in VIDEO_EXTS:
+        return f"{p} must be an .mp4 or .mov video file (its extension is {p.suffix or 'missing'})"
     try:  # O_NOFOLLOW: a symlink swapped in since lstat() is not followed
         os.close(os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK))
     except OSError as e:
@@ -145,8 +145,8 @@ def _local_file(ctx: Ctx, path: str, written: str, base_dir: Path) -> str | None
     p = Path(os.path.abspath(base_dir / p))
     problem = local_video_problem(p, ctx.media_dirs or (base_dir,))
     if problem:
-        where = " (relative paths are read from the queue file's folder)" if relative else ""
-        ctx.add(path, problem + where)
+        missing = relative and "does not exist" in problem
+        ctx.add(path, problem + (" (relative paths are read from the queue file's folder)" if missing else ""))
         return None
     return str(p)
 

@@ -92,7 +92,8 @@ def _lenient(
     def build(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
         if not isinstance(node, yaml.ScalarNode):  # e.g. !!int on a list: a located YAML error
             raise yaml.constructor.ConstructorError(
-                None, None, f"{node.tag} must tag a single value", node.start_mark
+                None, None, f"{node.tag.replace('tag:yaml.org,2002:', '!!')} must tag a single value",
+                node.start_mark,
             )
         try:
             value = construct(loader, node)
