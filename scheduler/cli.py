@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
+from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
 
 from scheduler import __version__
 from scheduler.config import Settings, find_config_path, load_settings
 from scheduler.lifecycle import ACTIVE, FINISHED
-from scheduler.problems import InvalidInput, Problem
+from scheduler.problems import InvalidInput, Problem, shown
 from scheduler.store import Store
 from scheduler.store.engine import (
     DatabaseUnreachable,
@@ -59,9 +60,24 @@ def handled(fn: F) -> F:
         except NotAllowed as e:
             _die(str(e), 2)
         except (SchemaBehind, DatabaseUnreachable) as e:
-            _die(str(e), 1)
+            _die(" ".join(str(e).split()), 1)  # drivers' messages span lines: one line per failure
+        except SQLAlchemyError as e:  # e.g. a read-only database: one line, never SQL or values
+            _die(f"database error: {db_error_text(e)}", 1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def db_error_text(e: BaseException) -> str:
+    """What went wrong with the database, in one line, without the SQL statement or its
+    parameters (SQLAlchemy puts both in its messages: a post's caption, a key)."""
+    orig = getattr(e, "orig", None)
+    if isinstance(orig, BaseException):
+        e = orig
+    elif isinstance(e, NoSuchModuleError | ModuleNotFoundError):
+        return f"no driver for this kind of database ({e}); igsched uses sqlite:// or postgresql://"
+    text = str(e).split("[SQL:", 1)[0].split("(Background on this error", 1)[0].strip()
+    line = text.splitlines()[0] if text else type(e).__name__
+    return shown(line, 300)
 
 
 class Ctx:
@@ -88,7 +104,7 @@ class Ctx:
         except Exception as e:  # bad URL, driver missing, server down
             if isinstance(e, SchemaBehind | DatabaseUnreachable):
                 raise
-            raise DatabaseUnreachable(f"cannot use database {safe_url(s.database.url)}: {e}") from None
+            raise DatabaseUnreachable(f"cannot use database {safe_url(s.database.url)}: {db_error_text(e)}") from None
 
 
 def _setup_logging(level: str) -> None:
@@ -162,6 +178,12 @@ def _load_files(files: tuple[Path, ...], settings: Settings, report: bool) -> tu
         specs.extend(found)
         if report:
             click.echo(f"{f}: {len(found)} post{'s' if len(found) != 1 else ''} ok")
+    # one key in two files would make the second silently replace the first
+    seen: dict[str, str] = {}
+    for s in specs:
+        if s.key in seen and seen[s.key] != s.source_file:
+            problems.append(Problem(s.source_file or "-", f"key {s.key} is also used in {seen[s.key]}", field="key"))
+        seen.setdefault(s.key, s.source_file or "-")
     return specs, problems
 
 
@@ -185,13 +207,6 @@ def enqueue(obj: Ctx, files: tuple[Path, ...]) -> None:
     """Validate, then import atomically; print new / updated / unchanged."""
     settings = obj.settings()
     specs, problems = _load_files(files, settings, report=False)
-    if problems:
-        _problems(problems)
-    seen: dict[str, str] = {}
-    for s in specs:
-        if s.key in seen and seen[s.key] != s.source_file:
-            problems.append(Problem(s.source_file or "-", f"key {s.key} is also used in {seen[s.key]}", field="key"))
-        seen[s.key] = s.source_file or "-"
     if problems:
         _problems(problems)
     store = obj.store(upgrade=True)
@@ -373,13 +388,14 @@ def db() -> None:
 def upgrade(obj: Ctx) -> None:
     """Apply pending migrations (run also does this at start)."""
     settings = obj.settings()
-    engine = make_engine(settings.database.url)
     try:
+        engine = make_engine(settings.database.url)
         ensure_current(engine, upgrade_if_behind=True)
-    except Exception as e:
+    except Exception as e:  # unknown scheme, missing driver, unreachable server, read-only file
         if isinstance(e, SchemaBehind | DatabaseUnreachable):
             raise
-        raise DatabaseUnreachable(f"cannot upgrade {safe_url(settings.database.url)}: {e}") from None
+        raise DatabaseUnreachable(
+            f"cannot upgrade {safe_url(settings.database.url)}: {db_error_text(e)}") from None
     click.echo(f"database {safe_url(settings.database.url)} is up to date")
 
 

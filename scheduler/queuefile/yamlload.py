@@ -7,6 +7,8 @@ words with a hint at the usual fix. Every problem here concerns the whole file.
 
 from __future__ import annotations
 
+import errno
+import os
 import stat
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -28,26 +30,29 @@ def _too_big(size: str, limit: int) -> str:
     return f"the file is {size} bytes; the limit is {limit:,} bytes (queue.max_file_bytes)"
 
 
-def read_queue_text(path: Path, limit: int) -> str:
-    """The file's text; InvalidInput (one file-level problem) if it cannot be used."""
+def read_queue_text(path: Path, limit: int, *, follow_symlinks: bool = True) -> str:
+    """The file's text; InvalidInput (one file-level problem) if it cannot be used.
+
+    The checks are made on the opened descriptor, so the file cannot be swapped between
+    them and the read. With follow_symlinks=False (the inbox) a symbolic link is refused
+    without being read."""
 
     def fail(message: str) -> InvalidInput:
         return InvalidInput([Problem(str(path), message)])
 
+    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow_symlinks else os.O_NOFOLLOW)
     try:
-        st = path.stat()
-        if stat.S_ISDIR(st.st_mode):
-            raise fail("is a folder, not a queue file")
-        if not stat.S_ISREG(st.st_mode):
-            raise fail("is not a regular file")
-        if st.st_size > limit:
-            raise fail(_too_big(f"{st.st_size:,}", limit))
-        with path.open("rb") as f:
-            data = f.read(limit + 1)  # never more, even if the file grew since stat()
+        fd = os.open(path, flags)  # O_NONBLOCK: a FIFO must not hang us; fstat refuses it
     except OSError as e:
+        if e.errno == errno.ELOOP and not follow_symlinks:
+            raise fail("is a symbolic link; only regular files are read") from None
+        if e.errno == errno.EISDIR:
+            raise fail("is a folder, not a queue file") from None
         raise fail(f"cannot read the file: {e.strerror}") from None
-    if len(data) > limit:
-        raise fail(_too_big(f"more than {limit:,}", limit))
+    try:
+        data = _read_regular(fd, limit, fail)
+    finally:
+        os.close(fd)
     try:
         return data.decode("utf-8-sig")  # a BOM from a Windows editor is harmless
     except UnicodeDecodeError as e:
@@ -56,6 +61,30 @@ def read_queue_text(path: Path, limit: int) -> str:
             f"the file is not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}); "
             "save it with UTF-8 encoding"
         ) from None
+
+
+def _read_regular(fd: int, limit: int, fail: Callable[[str], InvalidInput]) -> bytes:
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise fail("is a folder, not a queue file")
+        if not stat.S_ISREG(st.st_mode):
+            raise fail("is not a regular file")
+        if st.st_size > limit:
+            raise fail(_too_big(f"{st.st_size:,}", limit))
+        chunks, left = [], limit + 1  # never more, even if the file grew since fstat()
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+    except OSError as e:
+        raise fail(f"cannot read the file: {e.strerror}") from None
+    if len(data) > limit:
+        raise fail(_too_big(f"more than {limit:,}", limit))
+    return data
 
 
 class _Loader(yaml.SafeLoader):

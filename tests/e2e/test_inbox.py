@@ -31,7 +31,7 @@ def _age(path: Path, seconds: float = 5) -> None:
 def test_inbox_imports_good_files_and_rejects_bad_ones(db_url: str, tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    settings = settings_for(db_url, queue={"inbox_dir": str(inbox)})
+    settings = settings_for(db_url, queue={"inbox_dir": str(inbox), "settle_s": 1})
     store = Store(db_url)
     store.sync_accounts(settings.accounts)
     at = datetime.now(UTC) + timedelta(hours=1)
@@ -72,7 +72,7 @@ def test_daemon_imports_from_inbox_and_publishes(db: str, tmp_path: Path, emulat
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     db_url = f"sqlite:///{tmp_path / 'd.db'}"
-    settings = settings_for(db_url, emulator.base_url, queue={"inbox_dir": str(inbox)})
+    settings = settings_for(db_url, emulator.base_url, queue={"inbox_dir": str(inbox), "settle_s": 1})
     store = Store(db_url)
     (inbox / "drop.yaml").write_text(_queue(datetime.now(UTC) + timedelta(seconds=4)))
     _age(inbox / "drop.yaml")
