@@ -16,9 +16,10 @@ import click
 from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
 
 from scheduler import __version__
-from scheduler.config import Settings, find_config_path, load_settings
+from scheduler.config import Settings, find_config_path, load_settings, startup_problems
 from scheduler.lifecycle import ACTIVE, FINISHED
 from scheduler.problems import InvalidInput, Problem, shown
+from scheduler.redaction import install_log_redaction
 from scheduler.store import Store
 from scheduler.store.engine import (
     DatabaseUnreachable,
@@ -110,6 +111,7 @@ class Ctx:
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    install_log_redaction()  # no token reaches a log line, whatever a library put in a message
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
@@ -133,6 +135,8 @@ def run(obj: Ctx) -> None:
 
     settings = obj.settings()
     _setup_logging(settings.log_level)
+    for problem in startup_problems(settings):  # once, at start; affected posts wait
+        logging.getLogger("igsched").warning("configuration: %s", problem)
     store = obj.store(upgrade=True)
     sys.exit(asyncio.run(Daemon(settings, store).run()))
 

@@ -83,7 +83,7 @@ def unusable_char(text: str) -> str | None:
                 f"contains a lone surrogate (\\u{code:04x}) at character {i}, which is not "
                 "a character; remove it"
             )
-        if code < 0x20 and c not in "\t\n\r" or 0x7F <= code < 0xA0:
+        if (code < 0x20 and c not in "\t\n\r") or 0x7F <= code < 0xA0:
             return f"contains the control character U+{code:04X} at character {i}; remove it"
     return None
 
