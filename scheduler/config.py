@@ -82,8 +82,9 @@ class AccountSettings(_Strict):
         if not token:
             raise TokenMissing(f"account {self.name}: {source} is empty")
         for i, c in enumerate(token, start=1):
-            if not c.isprintable() or c.isspace():
-                what = "a line break" if c in "\r\n" else ("a space" if c.isspace() else "a control character")
+            if not c.isprintable() or c.isspace() or not c.isascii():  # HTTP headers: ASCII
+                what = ("a line break" if c in "\r\n" else "a space" if c.isspace()
+                        else "a character that is not ASCII" if c.isprintable() else "a control character")
                 raise TokenMissing(
                     f"account {self.name}: the token in {source} contains {what} (character "
                     f"{i}); a token is one line of visible characters: write only the token"
@@ -203,7 +204,10 @@ def startup_problems(settings: Settings) -> list[str]:
             found.append(str(e))
             continue
         if acct.token_file is not None:
-            mode = acct.token_file.stat().st_mode
+            try:
+                mode = acct.token_file.stat().st_mode
+            except OSError:
+                continue  # gone since it was read: the posts will say so
             if mode & 0o004:
                 found.append(
                     f"account {acct.name}: token_file {acct.token_file} can be read by every "
