@@ -161,7 +161,7 @@ def validate(obj: Ctx, files: tuple[Path, ...], fetch: bool) -> None:
     settings = obj.settings()
     specs, problems = _load_files(files, settings, report=True)
     if fetch and not problems:
-        problems.extend(_fetch_checks(specs))
+        problems.extend(_fetch_checks(specs, settings))
     if problems:
         _problems(problems)
 
@@ -191,11 +191,11 @@ def _load_files(files: tuple[Path, ...], settings: Settings, report: bool) -> tu
     return specs, problems
 
 
-def _fetch_checks(specs: list[Any]) -> list[Problem]:
-    from scheduler.preflight import check_all
+def _fetch_checks(specs: list[Any], settings: Settings) -> list[Problem]:
+    from scheduler.preflight import check_all, trusted_media_hosts
 
     out: list[Problem] = []
-    for spec, result in check_all(specs):
+    for spec, result in check_all(specs, trusted_hosts=trusted_media_hosts(settings.graph.base_url)):
         label = f"post {spec.key}"
         for w in result.warnings:
             click.echo(f"{spec.source_file}: {label}: warning: {w}", err=True)

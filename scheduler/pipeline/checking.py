@@ -13,7 +13,7 @@ from scheduler.lifecycle import State, stage_at
 from scheduler.models import PostSpec
 from scheduler.pipeline.outcomes import fail, move
 from scheduler.pipeline.runtime import Runtime
-from scheduler.preflight import check_media
+from scheduler.preflight import check_media, trusted_media_hosts
 from scheduler.store import PostRecord
 
 INSTAGRAM_LOGIN_HOST = "graph.instagram.com"
@@ -42,7 +42,7 @@ async def check(rt: Runtime, post: PostRecord) -> None:
     if not rt.settings.preflight.enabled:
         await move(rt, post, None, preflight="skipped", next_action_at=staging_time)
         return
-    result = await check_media(spec, rt.http)
+    result = await check_media(spec, rt.http, trusted_hosts=trusted_media_hosts(rt.settings.graph.base_url))
     if result.errors:
         await fail(rt, post, "media check failed: " + "; ".join(result.errors))
         return

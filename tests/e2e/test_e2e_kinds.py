@@ -419,7 +419,9 @@ posts:
     queue = tmp_path / "q.yaml"
     queue.write_text(text)
     config = tmp_path / "config.yaml"
-    config.write_text(json.dumps({"database": {"url": db_url}, "accounts": [
+    # the emulator serves the media on 127.0.0.1: fetched only because it is the configured API
+    config.write_text(json.dumps({"database": {"url": db_url}, "graph": {"base_url": emu.base_url},
+                                  "accounts": [
         {"name": "shop", "ig_user_id": SHOP_ID, "token_env": "IGSCHED_TEST_TOKEN_SHOP"}]}))
     result = CliRunner().invoke(main, ["--config", str(config), "validate", "--fetch", str(queue)])
     assert result.exit_code == 2, result.output

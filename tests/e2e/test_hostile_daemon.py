@@ -129,3 +129,20 @@ def test_an_unknown_log_level_stops_run_before_it_starts(tmp_path: Path) -> None
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert f"{config}: field 'log_level': " in proc.stderr and "unknown log level 'BANANA'" in proc.stderr
+
+
+def test_the_daemons_media_check_never_fetches_a_metadata_address(db_url: str, emulator: Any,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IGSCHED_TEST_TOKEN_SHOP", "tok-shop-secret")
+    settings = settings_for(db_url, emulator.base_url)
+    store = Store(db_url)
+    store.sync_accounts(settings.accounts)
+    store.enqueue([image_spec("meta", in_s=600, url="https://169.254.169.254/latest/meta-data/a.jpg"),
+                   image_spec("emu", in_s=600, url=f"{emulator.base_url}/_media/ok.jpg")],
+                  settings.staging.lead_s, "test")
+    run_until(settings, store, lambda: all(p.preflight is not None or p.state == "failed"
+                                           for p in store.list_posts(["planned", "failed"])), timeout_s=20)
+    meta, emu = store.get("meta"), store.get("emu")
+    assert meta is not None and meta.state == "failed"
+    assert "leads to 169.254.169.254, a link-local address" in (meta.reason or "")
+    assert emu is not None and emu.state == "planned" and emu.preflight == "ok"  # the emulator's own media
