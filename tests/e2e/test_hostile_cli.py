@@ -88,3 +88,18 @@ def test_enqueue_on_a_read_only_database_prints_no_sql_and_no_values(tmp_path: P
     assert "read" in err.lower() and "only" in err.lower()
     for leak in ("INSERT INTO", "SELECT ", "private-caption-text", "[parameters", "Traceback"):
         assert leak not in err and leak not in out
+
+
+def test_a_failed_statement_never_carries_a_posts_values(db_url: str) -> None:
+    """What the daemon logs when a write fails (a read-only or full database): the error,
+    never the post's values."""
+    import sqlalchemy as sa
+
+    from tests.helpers import image_spec, settings_for
+
+    Store(db_url, upgrade=True)
+    store = Store(_read_only(db_url))
+    settings = settings_for(db_url)
+    with pytest.raises(sa.exc.SQLAlchemyError) as info:
+        store.enqueue([image_spec("ro", caption="private-caption-text")], settings.staging.lead_s, "test")
+    assert "private-caption-text" not in str(info.value)

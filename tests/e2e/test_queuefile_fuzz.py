@@ -4,6 +4,7 @@ tags, random bytes), `igsched validate` ends with exit 0 or 2 and never a traceb
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -80,8 +81,10 @@ def _assert_clean(path: Path) -> None:
             assert all(c.isprintable() or c == " " for c in shown), shown
             assert len(shown) <= 600
     else:
-        for spec in specs:  # what is accepted can be stored: plain, encodable text
-            json.dumps(spec.content_hash()).encode("utf-8")
+        for spec in specs:  # what is accepted can be stored and sent: encodable, no NUL
+            text = json.dumps(dataclasses.asdict(spec), ensure_ascii=False, default=str)
+            text.encode("utf-8")
+            assert "\x00" not in text and "\\u0000" not in text
 
 
 def _now():  # type: ignore[no-untyped-def]
