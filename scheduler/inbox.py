@@ -81,7 +81,9 @@ class Inbox:
         self._recall_changed(now)
         results: list[InboxResult] = []
         candidates = self._candidates()
-        busy = open_for_writing([p for p, _ in candidates]) if candidates else set()
+        settled = [p for p, st in candidates
+                   if stat.S_ISREG(st.st_mode) and now - st.st_mtime >= settings.queue.settle_s]
+        busy = open_for_writing(settled) if settled else set()  # reading /proc costs: only if needed
         for path, st in candidates:
             if not stat.S_ISREG(st.st_mode):
                 kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
