@@ -1,8 +1,10 @@
 """Queue-file bytes → one YAML document, safely (design §7.3).
 
-Reading refuses folders, oversized and non-UTF-8 files; loading is yaml.safe_load's, plus a
-note of keys written twice, a size/depth guard against alias bombs, and YAML errors put in
-words with a hint at the usual fix. Every problem here concerns the whole file.
+Reading refuses folders, non-regular files, oversized and non-UTF-8 files (and, for the
+inbox, symbolic links); loading is yaml.safe_load's, plus a note of keys written twice,
+scalar constructors that never raise (a value they cannot build stays text, for the field
+check to report), a size/depth guard against alias bombs, and YAML errors put in words with
+a hint at the usual fix. Every problem here concerns the whole file.
 """
 
 from __future__ import annotations
