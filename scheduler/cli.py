@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -12,12 +13,13 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
+from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
 
 from scheduler import __version__
-from scheduler.config import Settings, find_config_path, load_settings
+from scheduler.config import Settings, find_config_path, load_settings, startup_problems
 from scheduler.lifecycle import ACTIVE, FINISHED
 from scheduler.logformat import setup_logging
-from scheduler.problems import InvalidInput, Problem
+from scheduler.problems import InvalidInput, Problem, shown
 from scheduler.store import (
     DatabaseUnreachable,
     NotAllowed,
@@ -59,9 +61,24 @@ def handled(fn: F) -> F:
         except NotAllowed as e:
             _die(str(e), 2)
         except (SchemaBehind, DatabaseUnreachable) as e:
-            _die(str(e), 1)
+            _die(" ".join(str(e).split()), 1)  # drivers' messages span lines: one line per failure
+        except SQLAlchemyError as e:  # e.g. a read-only database: one line, never SQL or values
+            _die(f"database error: {db_error_text(e)}", 1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def db_error_text(e: BaseException) -> str:
+    """What went wrong with the database, in one line, without the SQL statement or its
+    parameters (SQLAlchemy puts both in its messages: a post's caption, a key)."""
+    orig = getattr(e, "orig", None)
+    if isinstance(orig, BaseException):
+        e = orig
+    elif isinstance(e, NoSuchModuleError | ModuleNotFoundError):
+        return f"no driver for this kind of database ({e}); igsched uses sqlite:// or postgresql://"
+    text = str(e).split("[SQL:", 1)[0].split("(Background on this error", 1)[0].strip()
+    line = text.splitlines()[0] if text else type(e).__name__
+    return shown(line, 300)
 
 
 class Ctx:
@@ -88,11 +105,11 @@ class Ctx:
         except Exception as e:  # bad URL, driver missing, server down
             if isinstance(e, SchemaBehind | DatabaseUnreachable):
                 raise
-            raise DatabaseUnreachable(f"cannot use database {safe_url(s.database.url)}: {e}") from None
+            raise DatabaseUnreachable(f"cannot use database {safe_url(s.database.url)}: {db_error_text(e)}") from None
 
 
 def _setup_logging(level: str, fmt: str = "text") -> None:
-    setup_logging(level, fmt)
+    setup_logging(level, fmt)  # every line through the redaction seam
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -114,6 +131,8 @@ def run(obj: Ctx) -> None:
 
     settings = obj.settings()
     _setup_logging(settings.log_level, settings.log_format)
+    for problem in startup_problems(settings):  # once, at start; affected posts wait
+        logging.getLogger("igsched").warning("configuration: %s", problem)
     store = obj.store(upgrade=True)
     sys.exit(asyncio.run(Daemon(settings, store).run()))
 
@@ -138,7 +157,7 @@ def validate(obj: Ctx, files: tuple[Path, ...], fetch: bool) -> None:
     settings = obj.settings()
     specs, problems = _load_files(files, settings, report=True)
     if fetch and not problems:
-        problems.extend(_fetch_checks(specs))
+        problems.extend(_fetch_checks(specs, settings))
     if problems:
         _problems(problems)
 
@@ -159,14 +178,20 @@ def _load_files(files: tuple[Path, ...], settings: Settings, report: bool) -> tu
         specs.extend(found)
         if report:
             click.echo(f"{f}: {len(found)} post{'s' if len(found) != 1 else ''} ok")
+    # one key in two files would make the second silently replace the first
+    seen: dict[str, str] = {}
+    for s in specs:
+        if s.key in seen and seen[s.key] != s.source_file:
+            problems.append(Problem(s.source_file or "-", f"key {s.key} is also used in {seen[s.key]}", field="key"))
+        seen.setdefault(s.key, s.source_file or "-")
     return specs, problems
 
 
-def _fetch_checks(specs: list[Any]) -> list[Problem]:
-    from scheduler.pipeline.preflight import check_all
+def _fetch_checks(specs: list[Any], settings: Settings) -> list[Problem]:
+    from scheduler.pipeline.preflight import check_all, trusted_media_hosts
 
     out: list[Problem] = []
-    for spec, result in check_all(specs):
+    for spec, result in check_all(specs, trusted_hosts=trusted_media_hosts(settings.graph.base_url)):
         label = f"post {spec.key}"
         for w in result.warnings:
             click.echo(f"{spec.source_file}: {label}: warning: {w}", err=True)
@@ -182,13 +207,6 @@ def enqueue(obj: Ctx, files: tuple[Path, ...]) -> None:
     """Validate, then import atomically; print new / updated / unchanged."""
     settings = obj.settings()
     specs, problems = _load_files(files, settings, report=False)
-    if problems:
-        _problems(problems)
-    seen: dict[str, str] = {}
-    for s in specs:
-        if s.key in seen and seen[s.key] != s.source_file:
-            problems.append(Problem(s.source_file or "-", f"key {s.key} is also used in {seen[s.key]}", field="key"))
-        seen[s.key] = s.source_file or "-"
     if problems:
         _problems(problems)
     store = obj.store(upgrade=True)
@@ -370,10 +388,11 @@ def upgrade(obj: Ctx) -> None:
     settings = obj.settings()
     try:
         upgrade_database(settings.database.url)
-    except Exception as e:
+    except Exception as e:  # unknown scheme, missing driver, unreachable server, read-only file
         if isinstance(e, SchemaBehind | DatabaseUnreachable):
             raise
-        raise DatabaseUnreachable(f"cannot upgrade {safe_url(settings.database.url)}: {e}") from None
+        raise DatabaseUnreachable(
+            f"cannot upgrade {safe_url(settings.database.url)}: {db_error_text(e)}") from None
     click.echo(f"database {safe_url(settings.database.url)} is up to date")
 
 

@@ -6,23 +6,20 @@ import ipaddress
 import os
 import re
 import socket
+import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from scheduler.problems import InvalidInput, Problem
+from scheduler.redaction import remember_secret
 
 DEFAULT_PATHS = ("./config.yaml", "/etc/igsched/config.yaml")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MAX_TOKEN_BYTES = 4096  # Meta's tokens are a few hundred characters
 
 
 class _Strict(BaseModel):
@@ -52,19 +49,51 @@ class AccountSettings(_Strict):
         return self
 
     def token(self) -> str:
-        """The access token, read now (files may be rotated by systemd credentials)."""
+        """The access token, read now (files may be rotated by systemd credentials).
+
+        A token is one line: one trailing newline is dropped (editors and `echo` add it);
+        anything else that is not a visible character (a second line, a space, a control
+        character) refuses the token, naming the account and never the value."""
         if self.token_env is not None:
             value = os.environ.get(self.token_env)
             if not value:
                 raise TokenMissing(f"account {self.name}: environment variable {self.token_env} is not set")
-            return value.strip()
+            return self._one_line(value, f"environment variable {self.token_env}")
         assert self.token_file is not None
         try:
-            return self.token_file.read_text().strip()
+            with self.token_file.open("rb") as f:
+                raw = f.read(MAX_TOKEN_BYTES + 1)
         except OSError as e:
             raise TokenMissing(
                 f"account {self.name}: cannot read token_file {self.token_file}: {e.strerror}"
             ) from None
+        try:
+            value = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise TokenMissing(
+                f"account {self.name}: token_file {self.token_file} is not text (not UTF-8)"
+            ) from None
+        if len(raw) > MAX_TOKEN_BYTES:
+            raise TokenMissing(
+                f"account {self.name}: token_file {self.token_file} is larger than a token "
+                f"({MAX_TOKEN_BYTES} bytes at most)"
+            )
+        return self._one_line(value, f"token_file {self.token_file}")
+
+    def _one_line(self, value: str, source: str) -> str:
+        token = value.removesuffix("\n").removesuffix("\r")
+        if not token:
+            raise TokenMissing(f"account {self.name}: {source} is empty")
+        for i, c in enumerate(token, start=1):
+            if not c.isprintable() or c.isspace() or not c.isascii():  # HTTP headers: ASCII
+                what = ("a line break" if c in "\r\n" else "a space" if c.isspace()
+                        else "a character that is not ASCII" if c.isprintable() else "a control character")
+                raise TokenMissing(
+                    f"account {self.name}: the token in {source} contains {what} (character "
+                    f"{i}); a token is one line of visible characters: write only the token"
+                )
+        remember_secret(token)
+        return token
 
 
 class TokenMissing(Exception):
@@ -73,6 +102,10 @@ class TokenMissing(Exception):
 
 class QueueSettings(_Strict):
     inbox_dir: Path | None = None
+    # where local video files may come from; empty: the queue file's folder and below
+    media_dirs: list[Path] = []
+    # an inbox file is imported once its size and time stamp have not changed for this long
+    settle_s: Annotated[float, Field(ge=0)] = 10.0
     past_grace_s: Annotated[float, Field(ge=0)] = 60.0
     max_file_bytes: Annotated[int, Field(gt=0)] = 5_000_000
 
@@ -458,6 +491,13 @@ class Settings(_Strict):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"unknown log level '{value}'; use one of {', '.join(LOG_LEVELS)}")
+        return value.upper()
+
     @model_validator(mode="after")
     def _unique_accounts(self) -> Settings:
         names = [a.name for a in self.accounts]
@@ -475,6 +515,39 @@ class Settings(_Strict):
 
     def account(self, name: str) -> AccountSettings | None:
         return next((a for a in self.accounts if a.name == name), None)
+
+
+def startup_problems(settings: Settings) -> list[str]:
+    """What is wrong with a configuration that loads but cannot fully work: said once when
+    the daemon starts, naming the account or key (never a token's value). Posts of an
+    account without a usable token wait, with the same reason, until it is fixed."""
+    found = []
+    if not settings.accounts:
+        found.append("no accounts are configured (accounts:); no post can be published")
+    for acct in settings.accounts:
+        try:
+            acct.token()
+        except TokenMissing as e:
+            found.append(str(e))
+            continue
+        if acct.token_file is not None:
+            try:
+                mode = acct.token_file.stat().st_mode
+            except OSError:
+                continue  # gone since it was read: the posts will say so
+            if mode & 0o004:
+                found.append(
+                    f"account {acct.name}: token_file {acct.token_file} can be read by every "
+                    f"user of this host (mode {stat.S_IMODE(mode):04o}); chmod 600 it"
+                )
+    q = settings.queue
+    if q.inbox_dir is not None and not q.inbox_dir.is_dir():
+        found.append(f"queue.inbox_dir {q.inbox_dir} is not a folder that exists; "
+                     "nothing is imported from it until it is")
+    for folder in q.media_dirs:
+        if not folder.is_dir():
+            found.append(f"queue.media_dirs: {folder} is not a folder that exists")
+    return found
 
 
 def _loc(loc: tuple[Any, ...]) -> str:

@@ -63,7 +63,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         # database calls run in threads: enough of them that every worker can wait on one
         loop.set_default_executor(ThreadPoolExecutor(self.settings.daemon.workers + 4, "igsched-db"))
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # SIGHUP too: systemd restarts us
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
         await asyncio.to_thread(self.store.sync_accounts, self.settings.accounts)

@@ -12,15 +12,12 @@ import json
 import logging
 import os
 import sys
-import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from scheduler.graph.errors import redact
+from scheduler.redaction import RedactingFilter, redact, remember_secret
 
-_SECRETS: set[str] = set()
-_SECRETS_LOCK = threading.Lock()
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message",
     "asctime",
@@ -32,15 +29,15 @@ QUIET_LOGGERS = ("httpx", "apscheduler", "aiohttp.access")
 
 
 def remember_secrets(values: Iterable[str]) -> None:
-    """Known secrets (e.g. configured tokens) are cut from every line, beyond the patterns."""
-    with _SECRETS_LOCK:
-        _SECRETS.update(v for v in values if v)
+    """Known secrets (e.g. configured tokens) are cut from every line, beyond the patterns
+    (the one redaction seam: scheduler/redaction.py)."""
+    for v in values:
+        if v:
+            remember_secret(v)
 
 
 def _clean(text: str) -> str:
-    with _SECRETS_LOCK:
-        secrets = tuple(_SECRETS)
-    return redact(text, secrets) or ""
+    return redact(text) or ""
 
 
 def under_journald(stream: TextIO | None = None, environ: dict[str, str] | None = None) -> bool:
@@ -118,6 +115,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | None 
     journald = under_journald(out)
     handler = logging.StreamHandler(out)
     handler.set_name(_HANDLER_NAME)
+    handler.addFilter(RedactingFilter())  # message, arguments and traceback, before formatting
     handler.setFormatter(JsonFormatter(journald) if fmt == "json" else TextFormatter(journald))
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:

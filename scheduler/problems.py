@@ -20,7 +20,21 @@ class Problem:
             where.append(self.post)
         if self.field:
             where.append(f"field '{self.field}'")
-        return ": ".join(where) + ": " + self.message
+        return shown(": ".join(where) + ": " + self.message)
+
+
+MAX_SHOWN = 600  # a message quotes what was written; a hostile file may write a lot
+
+
+def shown(text: str, limit: int = MAX_SHOWN) -> str:
+    """`text` made safe to print or write: control characters, lone surrogates and other
+    unprintable characters escaped (a message quotes hostile input), and at most `limit`
+    characters."""
+    out = "".join(
+        c if c.isprintable() or c == " " else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+        for c in text
+    )
+    return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
 class InvalidInput(Exception):

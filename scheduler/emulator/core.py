@@ -31,6 +31,9 @@ from .usage import UsageMeter
 DEFAULT_PROCESSING_S = {"image": 0.3, "video": 2.0}
 TOKEN_LIFETIME_S = 60 * 86400
 TOKEN_MIN_REFRESH_AGE_S = 86400  # Meta: a token must be at least 24 h old to be refreshed
+# ids are a kind's base plus a counter that starts at a random offset below the gap
+# between two bases (10**13), leaving room for 10**12 ids after the start
+ID_OFFSET_MIN, ID_OFFSET_SPAN = 1, 9 * 10**12
 
 
 class StateCore:
@@ -40,7 +43,9 @@ class StateCore:
         self.lock = threading.RLock()
         self._clock = clock
         self._initial_seed = seed
-        self._ids = itertools.count(1)  # never reset: ids stay unique across resets
+        # Never reset, and from a random start: Meta's ids never repeat, so an emulator
+        # restarted on the same port must not hand out ids a daemon has already stored.
+        self._ids = itertools.count(ID_OFFSET_MIN + secrets.randbelow(ID_OFFSET_SPAN))
         self._reset_model()
 
     def _reset_model(self) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import contextvars
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -160,7 +161,7 @@ def _as_int(value: Any, default: int = 0) -> int:
 async def _file_chunks(path: Path, size: int) -> AsyncIterator[bytes]:
     # Streamed in chunks, read off the event loop: reels can be 300 MB.
     remaining = size
-    with path.open("rb") as f:
+    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as f:  # a symlink is not followed
         while remaining > 0:
             chunk = await asyncio.to_thread(f.read, min(UPLOAD_CHUNK_BYTES, remaining))
             if not chunk:

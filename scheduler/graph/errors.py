@@ -8,9 +8,10 @@ library) echoes back never reaches a log line, a repr or a call record.
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
+
+from scheduler.redaction import redact  # the one redaction seam, used for every message here
 
 if TYPE_CHECKING:
     from scheduler.graph.usage import Usage
@@ -189,28 +190,6 @@ def describe(code: int | None, subcode: int | None) -> str | None:
     if code in _BUC_THROTTLE_CODES:
         return "rate limit reached"
     return None
-
-
-REDACTED = "[redacted]"
-# Belt and braces beyond the known secrets: query-string tokens and token-shaped strings
-# (Facebook tokens start with EAA, Instagram ones with IGQV / IGAA).
-_TOKEN_PATTERNS = (
-    re.compile(r"(access_token=)[^&\s\"']+", re.IGNORECASE),
-    re.compile(r"\b((?:Bearer|OAuth)\s+)[A-Za-z0-9_\-.|=]{20,}", re.IGNORECASE),
-    re.compile(r"\b(?:EAA|IGQV|IGAA)[A-Za-z0-9_\-]{20,}"),
-)
-
-
-def redact(text: str | None, secrets: Iterable[str] = ()) -> str | None:
-    """Remove secrets from a text meant for logs, exceptions or the database."""
-    if text is None:
-        return None
-    for secret in secrets:
-        if secret and len(secret) >= 4:  # tiny "secrets" would shred ordinary text
-            text = text.replace(secret, REDACTED)
-    for pattern in _TOKEN_PATTERNS:
-        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + REDACTED, text)
-    return text
 
 
 def _int(value: Any) -> int | None:

@@ -11,14 +11,19 @@ and how they reach Instagram". The same checks run on demand with `igsched valid
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
+import ipaddress
 import json
+import os
 import shutil
-from collections.abc import Sequence
+import socket
+import stat
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 from PIL import Image, UnidentifiedImageError
@@ -117,27 +122,43 @@ def _carousel_rule(m: MediaItem) -> MediaRule:
     return FEED_IMAGE if m.kind == "image" else CAROUSEL_VIDEO
 
 
-async def check_media(spec: PostSpec, client: httpx.AsyncClient) -> PreflightResult:
-    """Check every media file of `spec` (concurrently); never raises for network trouble."""
+async def check_media(
+    spec: PostSpec, client: httpx.AsyncClient, *, trusted_hosts: Collection[str] = ()
+) -> PreflightResult:
+    """Check every media file of `spec` (concurrently); never raises for network trouble.
+
+    Nothing is fetched from a loopback, private, link-local or otherwise non-public address
+    (a queue file must not make this host read its own network, e.g. a cloud metadata
+    service), except from `trusted_hosts`: the configured Graph API host, which is the
+    emulator when it serves the media itself (see trusted_media_hosts)."""
     targets = media_targets(spec)
     ffprobe = shutil.which("ffprobe")
+    trusted = frozenset(h.lower() for h in trusted_hosts)
     result = PreflightResult()
-    for one in await asyncio.gather(*(_check_target(t, client, ffprobe) for t in targets)):
+    for one in await asyncio.gather(*(_check_target(t, client, ffprobe, trusted) for t in targets)):
         result.extend(one)
     if ffprobe is None and any(t.kind == "video" for t in targets):
         result.warnings.append(FFPROBE_MISSING)
     return result
 
 
+def trusted_media_hosts(graph_base_url: str) -> frozenset[str]:
+    """The one host whose media may be on a private address: the configured Graph API's
+    (the emulator serves made-up media; Meta's hosts are public anyway)."""
+    host = urlsplit(graph_base_url).hostname
+    return frozenset({host.lower()}) if host else frozenset()
+
+
 def check_all(
-    specs: Sequence[PostSpec], *, timeout_s: float = 20.0
+    specs: Sequence[PostSpec], *, timeout_s: float = 20.0, trusted_hosts: Collection[str] = ()
 ) -> list[tuple[PostSpec, PreflightResult]]:
     """For the CLI (`validate --fetch`): check several posts with one client, synchronously."""
 
     async def run() -> list[PreflightResult]:
         headers = {"User-Agent": "igsched-preflight"}
         async with httpx.AsyncClient(timeout=timeout_s, headers=headers) as client:
-            return list(await asyncio.gather(*(check_media(s, client) for s in specs)))
+            return list(await asyncio.gather(
+                *(check_media(s, client, trusted_hosts=trusted_hosts) for s in specs)))
 
     return list(zip(specs, asyncio.run(run()), strict=True))
 
@@ -161,13 +182,13 @@ class _Notes:
 
 
 async def _check_target(
-    t: Target, client: httpx.AsyncClient, ffprobe: str | None
+    t: Target, client: httpx.AsyncClient, ffprobe: str | None, trusted: frozenset[str]
 ) -> PreflightResult:
     notes = _Notes(t)
     if t.is_local:
         readable = _check_local(t, notes)
     else:
-        readable = await _check_remote(t, client, notes)
+        readable = await _check_remote(t, client, notes, trusted)
     # ffprobe only for media that was there and broke no rule so far (it may download a lot)
     if t.kind == "video" and ffprobe and readable and notes.result.ok:
         await _probe_video(t, ffprobe, notes)
@@ -175,15 +196,18 @@ async def _check_target(
 
 
 def _check_local(t: Target, notes: _Notes) -> bool:
-    path = Path(t.source)
+    # the file was checked at enqueue; it may have been swapped for a symlink since
     try:
-        size = path.stat().st_size
-        head = b""
-        if t.kind == "image":
-            with path.open("rb") as f:
-                head = f.read(HEADER_BYTES)
+        fd = os.open(Path(t.source), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                notes.error("is not a regular file")
+                return False
+            size = st.st_size
+            head = f.read(HEADER_BYTES) if t.kind == "image" else b""
     except OSError as e:
-        notes.error(f"cannot be read: {e.strerror}")
+        notes.error("is a symbolic link" if e.errno == errno.ELOOP else f"cannot be read: {e.strerror}")
         return False
     _check_size(t, size, notes)
     if t.kind == "image":
@@ -199,10 +223,15 @@ class _Answer:
     head: bytes  # the first bytes (ranged GET only)
 
 
-async def _check_remote(t: Target, client: httpx.AsyncClient, notes: _Notes) -> bool:
+async def _check_remote(
+    t: Target, client: httpx.AsyncClient, notes: _Notes, trusted: frozenset[str]
+) -> bool:
     """True when the URL answered with the media (so deeper checks make sense)."""
     try:
-        answer = await _fetch(t, client)
+        answer = await _fetch(t, client, trusted)
+    except _Refused as e:
+        notes.error(str(e))
+        return False
     except httpx.TimeoutException:
         notes.warn(_unreachable("timed out"))
         return False
@@ -236,30 +265,89 @@ def _unreachable(why: str) -> str:
     )
 
 
-async def _fetch(t: Target, client: httpx.AsyncClient) -> _Answer:
+MAX_REDIRECTS = 5
+
+
+class _Refused(Exception):
+    """A URL (or a redirect) that leads to an address the media check does not fetch from."""
+
+
+async def _address_problem(url: str, trusted: frozenset[str]) -> str | None:
+    """Why `url` must not be fetched from this host, or None. Every address its host
+    resolves to must be public; a name that does not resolve is left to the fetch (which
+    then warns that it could not be reached)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if not host or host in trusted:
+        return None
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            return None
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+    for ip in addresses:
+        if not ip.is_global or ip.is_multicast:
+            kind = ("loopback" if ip.is_loopback else "link-local" if ip.is_link_local
+                    else "private" if ip.is_private else "non-public")
+            return (f"leads to {ip}, a {kind} address: the media check does not fetch from "
+                    "this host's own network, and Meta cannot fetch from it")
+    return None
+
+
+def _redirect_target(r: httpx.Response) -> str | None:
+    location = r.headers.get("location")
+    return urljoin(str(r.url), location) if r.is_redirect and location else None
+
+
+async def _fetch(t: Target, client: httpx.AsyncClient, trusted: frozenset[str]) -> _Answer:
     # Images need their first bytes anyway, so they go straight to a ranged GET.
     if t.kind == "video":
-        r = await client.head(t.source, follow_redirects=True, headers=_IDENTITY)
+        r = await _head(client, t.source, trusted)
         if r.status_code == 200:
             return _Answer(200, _content_type(r), _int(r.headers.get("content-length")), b"")
         # Refused (405/501) or treated differently (signed URLs answer HEAD with 403): ask by GET.
-    return await _ranged_get(client, t.source)
+    return await _ranged_get(client, t.source, trusted)
 
 
 _IDENTITY = {"Accept-Encoding": "identity"}  # so Content-Length is the file's own size
 
 
-async def _ranged_get(client: httpx.AsyncClient, url: str) -> _Answer:
+async def _head(client: httpx.AsyncClient, url: str, trusted: frozenset[str]) -> httpx.Response:
+    # redirects are followed here, one at a time, so that every hop's address is checked
+    for _ in range(MAX_REDIRECTS + 1):
+        problem = await _address_problem(url, trusted)
+        if problem:
+            raise _Refused(problem)
+        r = await client.head(url, follow_redirects=False, headers=_IDENTITY)
+        nxt = _redirect_target(r)
+        if nxt is None:
+            return r
+        url = nxt
+    raise httpx.TooManyRedirects(f"more than {MAX_REDIRECTS} redirects")
+
+
+async def _ranged_get(client: httpx.AsyncClient, url: str, trusted: frozenset[str]) -> _Answer:
     headers = {**_IDENTITY, "Range": f"bytes=0-{HEADER_BYTES - 1}"}
-    async with client.stream("GET", url, headers=headers, follow_redirects=True) as r:
-        head = bytearray()
-        if r.status_code in (200, 206):
-            # A server that ignores Range sends everything: read the start, then hang up.
-            async for chunk in r.aiter_bytes():
-                head += chunk
-                if len(head) >= HEADER_BYTES:
-                    break
-        return _Answer(r.status_code, _content_type(r), _total_size(r), bytes(head[:HEADER_BYTES]))
+    for _ in range(MAX_REDIRECTS + 1):
+        problem = await _address_problem(url, trusted)
+        if problem:
+            raise _Refused(problem)
+        async with client.stream("GET", url, headers=headers, follow_redirects=False) as r:
+            nxt = _redirect_target(r)
+            if nxt is not None:
+                url = nxt
+                continue
+            head = bytearray()
+            if r.status_code in (200, 206):
+                # A server that ignores Range sends everything: read the start, then hang up.
+                async for chunk in r.aiter_bytes():
+                    head += chunk
+                    if len(head) >= HEADER_BYTES:
+                        break
+            return _Answer(r.status_code, _content_type(r), _total_size(r), bytes(head[:HEADER_BYTES]))
+    raise httpx.TooManyRedirects(f"more than {MAX_REDIRECTS} redirects")
 
 
 def _content_type(r: httpx.Response) -> str | None:
@@ -433,7 +521,7 @@ async def check(rt: Runtime, post: PostRecord) -> None:
     if not rt.settings.preflight.enabled:
         await update(rt, post, None, preflight="skipped", next_action_at=staging_time)
         return
-    result = await check_media(spec, rt.http)
+    result = await check_media(spec, rt.http, trusted_hosts=trusted_media_hosts(rt.settings.graph.base_url))
     if result.errors:
         await fail(rt, post, "media check failed: " + "; ".join(result.errors))
         return

@@ -50,6 +50,8 @@ def _label(m: MediaRecord) -> str:
 
 def _check_local_file(path: Path) -> None:
     try:
+        if path.is_symlink():  # swapped for a link since it was checked: never followed
+            raise LocalFileProblem(f"local file {path} has become a symbolic link; it is not uploaded")
         if not path.is_file():
             raise LocalFileProblem(f"local file {path} is gone (it was there when the post was enqueued)")
         with path.open("rb"):

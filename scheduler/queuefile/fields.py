@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from scheduler.models import UserTag
@@ -40,12 +41,13 @@ class Ctx:
     file: str
     problems: list[Problem]
     post: str | None = None
+    media_dirs: tuple[Path, ...] = ()  # where local media may come from; () = the file's folder
 
     def add(self, field: str | None, message: str) -> None:
         self.problems.append(Problem(self.file, message, self.post, field))
 
     def for_post(self, label: str) -> Ctx:
-        return Ctx(self.file, self.problems, label)
+        return Ctx(self.file, self.problems, label, self.media_dirs)
 
 
 def leaf(path: str) -> str:
@@ -69,6 +71,23 @@ def unknown_keys(ctx: Ctx, prefix: str, raw: dict[Any, Any], allowed: Sequence[s
         ctx.add(path, f"unknown key '{key}'{hint}")
 
 
+def unusable_char(text: str) -> str | None:
+    """Why `text` cannot be sent or stored as text, or None. A NUL or another control
+    character (other than tab and line breaks) is invisible and refused by Meta; a lone
+    surrogate (written as "\\ud800" in YAML) is not a character at all and cannot be
+    encoded, so the post could never be sent."""
+    for i, c in enumerate(text, start=1):
+        code = ord(c)
+        if 0xD800 <= code <= 0xDFFF:
+            return (
+                f"contains a lone surrogate (\\u{code:04x}) at character {i}, which is not "
+                "a character; remove it"
+            )
+        if (code < 0x20 and c not in "\t\n\r") or 0x7F <= code < 0xA0:
+            return f"contains the control character U+{code:04X} at character {i}; remove it"
+    return None
+
+
 # --------------------------------------------------------------------------- field values
 
 
@@ -78,6 +97,10 @@ def optional_text(ctx: Ctx, path: str, value: object, *, limit: int | None = Non
         return None
     if not isinstance(value, str):
         ctx.add(path, not_text(leaf(path), value))
+        return None
+    bad = unusable_char(value)
+    if bad:
+        ctx.add(path, f"{leaf(path)} {bad}")
         return None
     if limit is not None and len(value) > limit:
         ctx.add(path, f"{leaf(path)} is {len(value):,} characters; the limit is {limit:,}")

@@ -82,9 +82,11 @@ _KEY_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 # --------------------------------------------------------------------------- public API
 
 
-def load_queue_file(path: Path, settings: Settings, now: datetime) -> list[PostSpec]:
+def load_queue_file(
+    path: Path, settings: Settings, now: datetime, *, follow_symlinks: bool = True
+) -> list[PostSpec]:
     """Read and validate one queue file; raise InvalidInput listing every problem."""
-    text = read_queue_text(path, settings.queue.max_file_bytes)
+    text = read_queue_text(path, settings.queue.max_file_bytes, follow_symlinks=follow_symlinks)
     base_dir = Path(os.path.abspath(path)).parent
     return parse_queue_text(text, str(path), settings, now, base_dir=base_dir)
 
@@ -96,7 +98,7 @@ def parse_queue_text(
     (default: the current directory). `now` is an aware datetime. All or nothing."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
-    ctx = Ctx(source, [])
+    ctx = Ctx(source, [], media_dirs=tuple(settings.queue.media_dirs))
     specs = _parse_document(ctx, text, settings, now.astimezone(UTC), base_dir or Path.cwd())
     if ctx.problems:
         raise InvalidInput(ctx.problems)

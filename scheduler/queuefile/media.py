@@ -6,13 +6,16 @@ returned as absolute paths. A file's extension must fit the kind of media it is 
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote, urlsplit
 
 from scheduler.models import MediaKind
-from scheduler.queuefile.fields import Ctx, leaf, unknown_keys
+from scheduler.queuefile.fields import Ctx, leaf, unknown_keys, unusable_char
 from scheduler.queuefile.times import type_name
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg"})
@@ -27,7 +30,12 @@ _LOCAL_HTTP_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def _extension(source: str) -> str:
-    path = urlsplit(source).path if _SCHEME_RE.match(source) else source
+    path = source
+    if _SCHEME_RE.match(source):
+        try:
+            path = urlsplit(source).path
+        except ValueError:  # e.g. https://[::1/x.jpg; _url_problem says what is wrong
+            path = source.split("?", 1)[0]
     return PurePosixPath(path).suffix.lower()
 
 
@@ -45,8 +53,17 @@ def _url_problem(url: str) -> str | None:
     try:
         parts = urlsplit(url)
         host = parts.hostname
+        port = parts.port  # raises for a port that is not a number from 0 to 65535
     except ValueError as e:
         return f"is not a valid URL ({e})"
+    if parts.username is not None or parts.password is not None:
+        return (
+            "contains a user name or password; Meta cannot log in to fetch media, and a "
+            "password in a queue file would be stored and shown: make the file public (or a "
+            "signed URL) instead"
+        )
+    if port == 0:
+        return "has port 0, which cannot be fetched"
     scheme = parts.scheme.lower()
     if scheme == "http" and host in _LOCAL_HTTP_HOSTS:
         return None
@@ -77,26 +94,61 @@ def _extension_problem(source: str, kind: MediaKind) -> str | None:
     return None
 
 
+# Never media, wherever media_dirs point: kernel and device views of the host.
+_SYSTEM_DIRS = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def local_video_problem(p: Path, allowed: Sequence[Path]) -> str | None:
+    """Why the absolute path `p` may not be uploaded as a local video, or None.
+
+    A queue file is hostile input: a path in it must not reach files the daemon can read but
+    its author may not (README "Security"). So the file must be a regular file (not a
+    symlink, device or FIFO), end in .mp4/.mov, lie inside one of the `allowed` folders once
+    every symlinked folder on the way is resolved, and be readable."""
+    real = Path(os.path.realpath(p.parent)) / p.name
+    if any(_inside(real, d) for d in _SYSTEM_DIRS):
+        return f"{p} is a system file (under /proc, /sys or /dev), not media"
+    folders = [Path(os.path.realpath(d)) for d in allowed]
+    if not any(_inside(real, d) for d in folders):
+        shown = ", ".join(str(d) for d in allowed)
+        return f"{p} is outside the folders local media may come from ({shown}; queue.media_dirs)"
+    try:
+        st = os.lstat(real)
+    except OSError as e:
+        return f"local file {p} {'does not exist' if e.errno == errno.ENOENT else f'cannot be read: {e.strerror}'}"
+    if stat.S_ISLNK(st.st_mode):
+        return f"{p} is a symbolic link; give the video file itself"
+    if stat.S_ISDIR(st.st_mode):
+        return f"{p} is a folder, not a video file"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{p} is not a regular file"
+    if p.suffix.lower() not in VIDEO_EXTS:
+        return f"{p} must be an .mp4 or .mov video file (its extension is {p.suffix or 'missing'})"
+    try:  # O_NOFOLLOW: a symlink swapped in since lstat() is not followed
+        os.close(os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK))
+    except OSError as e:
+        return f"local file {p} cannot be read: {e.strerror}"
+    return None
+
+
 def _local_file(ctx: Ctx, path: str, written: str, base_dir: Path) -> str | None:
+    bad = unusable_char(written)
+    if bad:
+        ctx.add(path, f"{leaf(path)} {bad}")
+        return None
     p = Path(written).expanduser()
     relative = not p.is_absolute()
     p = Path(os.path.abspath(base_dir / p))
-    where = " (relative paths are read from the queue file's folder)" if relative else ""
-    if not p.exists():
-        ctx.add(path, f"local file {p} does not exist{where}")
-    elif p.is_dir():
-        ctx.add(path, f"{p} is a folder, not a video file")
-    elif not p.is_file():
-        ctx.add(path, f"{p} is not a regular file")
-    else:
-        try:
-            with p.open("rb"):
-                pass
-        except OSError as e:
-            ctx.add(path, f"local file {p} cannot be read: {e.strerror}")
-        else:
-            return str(p)
-    return None
+    problem = local_video_problem(p, ctx.media_dirs or (base_dir,))
+    if problem:
+        missing = relative and "does not exist" in problem
+        ctx.add(path, problem + (" (relative paths are read from the queue file's folder)" if missing else ""))
+        return None
+    return str(p)
 
 
 def media_source(

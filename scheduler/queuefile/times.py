@@ -172,6 +172,16 @@ def parse_at(value: object, tz: ZoneInfo | None, tz_name: str | None) -> ParsedA
     else:
         raise TimeProblem(f"at must be a date and time ({EXAMPLES}), got {type_name(value)}")
 
+    try:
+        return _in_utc(value, when, tz, tz_name)
+    except OverflowError:  # year 9999 at a negative offset, year 1 at a positive one
+        shown = value.strip() if isinstance(value, str) else when.isoformat()
+        raise TimeProblem(
+            f"at {shown} is outside the range of times that can be used; {EXAMPLES}"
+        ) from None
+
+
+def _in_utc(value: object, when: datetime, tz: ZoneInfo | None, tz_name: str | None) -> ParsedAt:
     if when.tzinfo is not None and when.utcoffset() is not None:
         shown = value.strip() if isinstance(value, str) else when.isoformat()
         return ParsedAt(when.astimezone(UTC), shown)

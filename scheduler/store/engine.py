@@ -47,7 +47,8 @@ def make_engine(url: str) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # hide_parameters: a failed statement's message (logged, shown) never carries a post's values
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -55,7 +56,8 @@ def _sqlite_engine(url: str) -> Engine:
     # a "file:" URI (uri=true) names its file itself; anything else gets its folder made
     if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
         Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                              hide_parameters=True)
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

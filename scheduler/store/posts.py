@@ -88,6 +88,12 @@ def enqueue(conn: Connection, specs: Sequence[PostSpec], now: datetime, actor: s
             report.new.append(spec.key)
             continue
         rec = PostRecord.from_row(row)
+        if rec.account != spec.account and rec.state != State.PLANNED:
+            # its containers belong to the other account: moving it would publish them there
+            raise NotAllowed(
+                f"key {spec.key} belongs to a post of account {rec.account} that is already "
+                f"{rec.state}; it cannot move to account {spec.account} (use another key)"
+            )
         if rec.spec_hash == values["spec_hash"]:
             report.unchanged.append(spec.key)
         elif rec.state not in EDITABLE:

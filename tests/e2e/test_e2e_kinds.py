@@ -367,6 +367,34 @@ posts:
     assert created(emu) == [] and count(emu, "upload") == 0
 
 
+def test_local_video_swapped_for_a_symlink_after_enqueue_is_never_uploaded(
+    db_url: str, emu: RunningEmulator, tmp_path: Path
+) -> None:
+    """Checked at enqueue, replaced by a link to a secret before staging: nothing is read
+    through the link, and the post fails saying why."""
+    video = tmp_path / "swap.mp4"
+    write_video(video)
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"private key material")
+    secret.chmod(0o600)
+    text = f"""
+account: shop
+posts:
+  - {{key: swapped, at: {at_in(8)}, reel: swap.mp4}}
+"""
+    settings = settings_for(db_url, emu.base_url, preflight={"enabled": False})
+    store = Store(db_url)
+    enqueue_yaml(store, settings, text, base_dir=tmp_path)
+    video.unlink()
+    video.symlink_to(secret)
+
+    run_daemon(settings, store, timeout_s=30)
+
+    post = by_key(store)["swapped"]
+    assert post.state == "failed" and "has become a symbolic link" in (post.reason or "")
+    assert created(emu) == [] and count(emu, "upload") == 0
+
+
 def test_media_that_breaks_a_rule_fails_at_once_long_before_its_time(
     db_url: str, clock: FakeClock, emu: RunningEmulator, tmp_path: Path
 ) -> None:
@@ -420,7 +448,9 @@ posts:
     queue = tmp_path / "q.yaml"
     queue.write_text(text)
     config = tmp_path / "config.yaml"
-    config.write_text(json.dumps({"database": {"url": db_url}, "accounts": [
+    # the emulator serves the media on 127.0.0.1: fetched only because it is the configured API
+    config.write_text(json.dumps({"database": {"url": db_url}, "graph": {"base_url": emu.base_url},
+                                  "accounts": [
         {"name": "shop", "ig_user_id": SHOP_ID, "token_env": "IGSCHED_TEST_TOKEN_SHOP"}]}))
     result = CliRunner().invoke(main, ["--config", str(config), "validate", "--fetch", str(queue)])
     assert result.exit_code == 2, result.output

@@ -683,3 +683,16 @@ def test_serve_blocks_until_sigterm() -> None:
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+def test_a_restarted_emulator_never_hands_out_an_id_again() -> None:
+    """Meta's ids never repeat: a fresh emulator (a restart on the same port) starts its ids
+    from a random point, so ids a daemon stored from the last run cannot come back."""
+    seen: list[str] = []
+    for _ in range(3):
+        with RunningEmulator() as running, httpx.Client(
+            base_url=f"{running.base_url}/{V}", headers={"Authorization": "Bearer tok"}, timeout=5
+        ) as c:
+            seen += [create_ok(c), create_ok(c)]
+    assert len(set(seen)) == len(seen) == 6
+    assert all(17_990_000_000_000_000 < int(i) < 18_000_000_000_000_000 for i in seen)

@@ -52,6 +52,7 @@ class Route:
     head_allowed: bool = True
     ranges: bool = True
     total: int | None = None  # claimed full size (lets a small body pose as a big file)
+    location: str | None = None  # answer `status` (a 3xx) with this Location
 
 
 class Server:
@@ -78,6 +79,12 @@ def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
             route = server.routes.get(self.path)
             if route is None:
                 return self._plain(404)
+            if route.location:
+                self.send_response(route.status)
+                self.send_header("Location", route.location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
             if head and not route.head_allowed:
                 return self._plain(405)
             if route.status != 200:
@@ -133,6 +140,9 @@ def no_ffprobe(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(empty))
 
 
+LOCAL = {"127.0.0.1"}  # the test server stands in for the configured emulator
+
+
 def image_post(url: str) -> PostSpec:
     return PostSpec("k", "shop", "image", None, (MediaItem("image", url),))
 
@@ -148,7 +158,7 @@ def reel(url: str, cover: str | None = None) -> PostSpec:
 def check(spec: PostSpec, timeout: float = 5.0) -> PreflightResult:
     async def run() -> PreflightResult:
         async with httpx.AsyncClient(timeout=timeout) as client:
-            return await check_media(spec, client)
+            return await check_media(spec, client, trusted_hosts=LOCAL)
 
     return asyncio.run(run())
 
@@ -496,5 +506,59 @@ def test_ffprobe_failure_local_is_error_remote_is_warning(
 def test_sync_helper_checks_several_posts(server: Server) -> None:
     good = image_post(serve(server, "/sync-ok.jpg", Route(jpeg(1080, 1080))))
     gone = image_post(server.url("/sync-missing.jpg"))
-    results = check_all([good, gone], timeout_s=5)
+    results = check_all([good, gone], timeout_s=5, trusted_hosts=LOCAL)
     assert [(spec, r.ok) for spec, r in results] == [(good, True), (gone, False)]
+
+
+# --------------------------------------------------------------------------- addresses
+
+
+def _check_untrusted(spec: PostSpec) -> PreflightResult:
+    async def run() -> PreflightResult:
+        async with httpx.AsyncClient(timeout=5) as client:
+            return await check_media(spec, client)
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("https://169.254.169.254/latest/meta-data/a.jpg", "link-local"),
+        ("http://127.0.0.1:9/a.jpg", "loopback"),
+        ("https://10.1.2.3/a.jpg", "private"),
+        ("https://[::1]/a.jpg", "loopback"),
+        ("https://localhost/a.jpg", "loopback"),
+        ("https://0.0.0.0/a.jpg", "private"),
+        ("https://100.64.0.1/a.jpg", "non-public"),  # carrier-grade NAT
+    ],
+)
+def test_media_on_this_hosts_own_network_is_not_fetched(url: str, kind: str) -> None:
+    result = _check_untrusted(image_post(url))
+    (error,) = result.errors
+    assert f"a {kind} address: the media check does not fetch from this host's own network" in error
+    assert result.warnings == []
+
+
+def test_untrusted_loopback_server_gets_no_request(server: Server) -> None:
+    url = serve(server, "/untrusted.jpg", Route(jpeg(1080, 1080)))
+    before = len(server.requests)
+    result = _check_untrusted(image_post(url))
+    assert "loopback address" in result.errors[0]
+    assert len(server.requests) == before
+
+
+@pytest.mark.parametrize("kind", ["image", "video"])
+def test_a_redirect_to_a_private_address_is_not_followed(server: Server, kind: str) -> None:
+    target = "http://169.254.169.254/latest/meta-data/iam"
+    url = serve(server, f"/redirect.{'jpg' if kind == 'image' else 'mp4'}", Route(b"", status=302, location=target))
+    spec = image_post(url) if kind == "image" else reel(url)
+    (error,) = check(spec).errors
+    assert "leads to 169.254.169.254, a link-local address" in error
+
+
+def test_trusted_media_hosts_is_the_graph_api_host() -> None:
+    from scheduler.pipeline.preflight import trusted_media_hosts
+
+    assert trusted_media_hosts("http://127.0.0.1:8790") == {"127.0.0.1"}
+    assert trusted_media_hosts("https://Graph.Facebook.com") == {"graph.facebook.com"}
