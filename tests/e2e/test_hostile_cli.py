@@ -101,5 +101,5 @@ def test_a_failed_statement_never_carries_a_posts_values(db_url: str) -> None:
     store = Store(_read_only(db_url))
     settings = settings_for(db_url)
     with pytest.raises(sa.exc.SQLAlchemyError) as info:
-        store.enqueue([image_spec("ro", caption="private-caption-text")], settings.staging.lead_s, "test")
+        store.enqueue([image_spec("ro", caption="private-caption-text")], "test")
     assert "private-caption-text" not in str(info.value)

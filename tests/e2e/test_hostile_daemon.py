@@ -38,7 +38,7 @@ def test_a_token_with_a_second_line_never_reaches_a_row_a_log_or_an_output(
     settings = settings_for(db_url, emulator.base_url, accounts=[shop])
     store = Store(db_url)
     store.sync_accounts(settings.accounts)
-    store.enqueue([image_spec("t1", in_s=2)], settings.staging.lead_s, "test")
+    store.enqueue([image_spec("t1", in_s=2)], "test")
     caplog.set_level(logging.DEBUG)
 
     run_until(settings, store, lambda: store.get("t1").state == "waiting", timeout_s=20)  # type: ignore[union-attr]
@@ -138,8 +138,7 @@ def test_the_daemons_media_check_never_fetches_a_metadata_address(db_url: str, e
     store = Store(db_url)
     store.sync_accounts(settings.accounts)
     store.enqueue([image_spec("meta", in_s=600, url="https://169.254.169.254/latest/meta-data/a.jpg"),
-                   image_spec("emu", in_s=600, url=f"{emulator.base_url}/_media/ok.jpg")],
-                  settings.staging.lead_s, "test")
+                   image_spec("emu", in_s=600, url=f"{emulator.base_url}/_media/ok.jpg")], "test")
     run_until(settings, store, lambda: all(p.preflight is not None or p.state == "failed"
                                            for p in store.list_posts(["planned", "failed"])), timeout_s=20)
     meta, emu = store.get("meta"), store.get("emu")

@@ -1,0 +1,1 @@
+"""Groups of CLI commands, one module each, registered on `igsched` in scheduler/cli.py."""
