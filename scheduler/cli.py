@@ -14,6 +14,7 @@ import click
 
 from scheduler import __version__
 from scheduler.clikit import ACTOR, Ctx, db_error_text, handled, problems_exit
+from scheduler.commands.webhooks import events, webhooks
 from scheduler.config import Settings, startup_problems
 from scheduler.lifecycle import ACTIVE, FINISHED
 from scheduler.logformat import setup_logging
@@ -326,3 +327,7 @@ def emulator(host: str, port: int) -> None:
     _setup_logging("INFO")
     click.echo(f"fake Graph API on http://{host}:{port} (set graph.base_url to this)", err=True)
     serve(host, port)
+
+
+main.add_command(events)
+main.add_command(webhooks)

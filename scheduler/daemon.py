@@ -18,6 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from scheduler.clock import SYSTEM_CLOCK, Clock, utcnow
 from scheduler.config import Settings
+from scheduler.engage.duties import WebhookDuties
 from scheduler.inbox import scan_inbox
 from scheduler.lifecycle import ACTIVE
 from scheduler.pipeline.runtime import Runtime
@@ -45,6 +46,7 @@ class Daemon:
         self._timer = AsyncIOScheduler(timezone="UTC")
         self.steps_done = 0
         self._claiming = False
+        self.webhooks = WebhookDuties(settings, store, self.identity, on_actions=self.wake)
 
     def stop(self) -> None:
         self._stop.set()
@@ -74,6 +76,7 @@ class Daemon:
         self._timer.add_job(self._tick, "interval", seconds=self.settings.daemon.tick_s,
                             id="tick", coalesce=True, max_instances=1, misfire_grace_time=None)
         self.rt.calllog.start()
+        await self.webhooks.start()
         wd = watchdog_interval_s()
         if wd:
             self._timer.add_job(notify, "interval", args=["WATCHDOG=1"], seconds=wd, id="watchdog")
@@ -92,6 +95,7 @@ class Daemon:
                     break
         finally:
             notify("STOPPING=1")
+            await self.webhooks.stop()
             await self._drain()
             self._timer.shutdown(wait=False)
             await self.rt.aclose()

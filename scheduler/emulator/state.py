@@ -31,6 +31,7 @@ from .messaging import MessagingOps
 from .processing import MediaRule
 from .publishing import PublishingOps
 from .usage import APP_USAGE_SHAPES, Verdict
+from .webhooks import SubscriptionOps
 
 # Settings that `configure` sets as plain attributes, with their types.
 _PLAIN_SETTINGS: dict[str, type] = {
@@ -41,7 +42,7 @@ _PLAIN_SETTINGS: dict[str, type] = {
 }
 
 
-class EmulatorState(PublishingOps, CommentOps, MessagingOps):
+class EmulatorState(PublishingOps, CommentOps, MessagingOps, SubscriptionOps):
     """Everything the fake Graph API knows, and the switches that change its behaviour.
 
     `EmulatorState(clock=time.time, seed=0)`; `clock_offset_s` (settable) and `advance()`

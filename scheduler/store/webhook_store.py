@@ -78,12 +78,14 @@ class WebhookStore:
             return wh.claim_deliveries(conn, targets, owner, lease_s, now, limit)
 
     def finish_delivery(self, delivery: DeliveryRecord, *, delivered: bool, status: int | None,
-                        error: str | None, next_attempt_at: datetime | None) -> bool:
+                        error: str | None, retry_in_s: float | None) -> bool:
+        """Record one attempt; a failed one is tried again `retry_in_s` from now. False when
+        the lease was lost (another daemon took the delivery over)."""
         now = self.now()
         with self._tx() as conn:
             return wh.finish_delivery(conn, delivery.id, delivery.lease_token, now,
                                       delivered=delivered, status=status, error=error,
-                                      next_attempt_at=next_attempt_at)
+                                      retry_in_s=retry_in_s)
 
     def next_delivery_at(self, targets: Sequence[str]) -> tuple[datetime | None, datetime]:
         """(when the next delivery attempt is due, the store's now)."""

@@ -294,7 +294,7 @@ def _events_by_id(conn: Connection, ids: Sequence[int]) -> list[EventRecord]:
 
 def finish_delivery(
     conn: Connection, delivery_id: int, token: str, now: datetime, *, delivered: bool,
-    status: int | None, error: str | None, next_attempt_at: datetime | None,
+    status: int | None, error: str | None, retry_in_s: float | None,
 ) -> bool:
     """Record one attempt (compare-and-set on the lease token); False when the lease was lost."""
     fd = forward_deliveries
@@ -304,8 +304,8 @@ def finish_delivery(
     }
     if delivered:
         values["delivered_at"] = now
-    elif next_attempt_at is not None:
-        values["next_attempt_at"] = next_attempt_at
+    elif retry_in_s is not None:
+        values["next_attempt_at"] = now + timedelta(seconds=retry_in_s)
     res = conn.execute(fd.update().where(fd.c.id == delivery_id, fd.c.lease_token == token).values(**values))
     return res.rowcount == 1
 

@@ -112,14 +112,13 @@ def test_deliveries_come_in_order_per_account_and_target(store: Store) -> None:
     assert store.claim_deliveries(["t1"], "other", 30, 10) == []  # leased, and the rest waits
     shop_first = next(d for d in first if d.event.id == ids[0])
     brand = next(d for d in first if d.event.id == ids[1])
-    later = store.now() + timedelta(seconds=3600)
     assert store.finish_delivery(shop_first, delivered=False, status=500, error="HTTP 500",
-                                 next_attempt_at=later)
-    assert store.finish_delivery(brand, delivered=True, status=200, error=None, next_attempt_at=None)
-    assert not store.finish_delivery(brand, delivered=True, status=200, error=None, next_attempt_at=None)
+                                 retry_in_s=3600)
+    assert store.finish_delivery(brand, delivered=True, status=200, error=None, retry_in_s=None)
+    assert not store.finish_delivery(brand, delivered=True, status=200, error=None, retry_in_s=None)
     # the shop's first is not due for an hour, so its second is not sent ahead of it
     assert store.claim_deliveries(["t1"], "me", 30, 10) == []
     nxt, _ = store.next_delivery_at(["t1"])
-    assert nxt == later
+    assert nxt is not None and timedelta(seconds=3590) < nxt - store.now() <= timedelta(seconds=3600)
     [row] = store.deliveries(ids[0])
     assert (row["attempts"], row["last_status"], row["last_error"], row["delivered_at"]) == (1, 500, "HTTP 500", None)
