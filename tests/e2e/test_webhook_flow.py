@@ -25,7 +25,7 @@ from scheduler.emulator import RunningEmulator
 from scheduler.graph import GraphClient
 from scheduler.store import Store
 from tests.helpers import settings_for
-from tests.kinds_support import SHOP_ID, TOKENS, add_accounts
+from tests.kinds_support import BRAND2_ID, SHOP_ID, TOKENS, add_accounts
 from tests.webhook_support import DaemonThread, RelayTarget
 
 APP_SECRET = "e2e-app-secret-0123"
@@ -246,7 +246,8 @@ def test_webhooks_subscribe_asks_meta_for_the_fields_rules_and_forwarding_need(
     assert code == 0, err
     assert emu.state.subscribed_fields(SHOP_ID) == [
         "comments", "live_comments", "mentions", "messages", "messaging_optins", "messaging_postbacks"]
-    assert len(graph_calls(emu, "subscribed_apps")) == 2
+    assert emu.state.subscribed_fields(BRAND2_ID) == emu.state.subscribed_fields(SHOP_ID)
+    assert len(graph_calls(emu, "subscribed_apps")) == 3  # shop, then both accounts
 
 
 def test_send_test_checks_the_whole_path(db_url: str, emu: RunningEmulator, tmp_path: Path) -> None:
