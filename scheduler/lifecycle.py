@@ -215,3 +215,53 @@ def poll_delay_s(
     delay *= spacing
     # denser as the due time approaches: never wait more than half of what is left
     return max(staging.poll_min_s, min(delay, until_due / 2))
+
+
+# --- engagement actions (README "Engagement") ----------------------------------------------
+
+
+class ActionState(StrEnum):
+    PENDING = "pending"  # planned: waits for its time (next_action_at)
+    SENDING = "sending"  # the call is out (or about to be): its answer decides
+    DONE = "done"
+    FAILED = "failed"  # Meta refused, a limit refused, or out of retries; `reason` says which
+    UNKNOWN = "unknown"  # a DM or private reply whose answer was lost: never re-sent by itself
+    DEFERRED = "deferred"  # a budget or a pause: waits with its reason until it frees
+
+
+class ActionMove(StrEnum):
+    """The named transitions of an action (README "Engagement")."""
+
+    BEGIN_SEND = "begin_send"
+    MARK_DONE = "mark_done"
+    TO_PENDING = "to_pending"
+    DEFER = "defer"
+    TO_UNKNOWN = "to_unknown"
+    FAIL = "fail"
+    RETRY = "retry"
+
+
+ACTION_ACTIVE = frozenset({ActionState.PENDING, ActionState.SENDING, ActionState.DEFERRED})
+ACTION_FINISHED = frozenset({ActionState.DONE, ActionState.FAILED, ActionState.UNKNOWN})
+
+
+def _a(*states: ActionState) -> frozenset[ActionState]:
+    return frozenset(states)
+
+
+ACTIONS: Lifecycle[ActionState, ActionMove] = Lifecycle("action", ActionState.PENDING, [
+    Transition(ActionMove.BEGIN_SEND, _a(ActionState.PENDING, ActionState.DEFERRED, ActionState.SENDING),
+               ActionState.SENDING, "due, within its budgets: the call goes out (again only when it may repeat)"),
+    Transition(ActionMove.MARK_DONE, _a(ActionState.SENDING), ActionState.DONE,
+               "Meta answered, or the lost answer's reply was found"),
+    Transition(ActionMove.TO_PENDING, _a(ActionState.SENDING, ActionState.DEFERRED), ActionState.PENDING,
+               "a transient error or a lost answer of a call that may repeat: try again after a backoff"),
+    Transition(ActionMove.DEFER, _a(ActionState.PENDING, ActionState.SENDING, ActionState.DEFERRED),
+               ActionState.DEFERRED, "over a budget, the account paused or not usable: waits until it frees"),
+    Transition(ActionMove.TO_UNKNOWN, _a(ActionState.SENDING), ActionState.UNKNOWN,
+               "the answer to a DM or private reply was lost: it may have arrived; not re-sent by itself"),
+    Transition(ActionMove.FAIL, ACTION_ACTIVE, ActionState.FAILED,
+               "Meta refused it, a limit refused it, or out of retries"),
+    Transition(ActionMove.RETRY, _a(ActionState.FAILED, ActionState.UNKNOWN), ActionState.PENDING,
+               "igsched actions retry KEY: sent again on a person's word"),
+])  # fmt: skip

@@ -18,11 +18,13 @@ from sqlalchemy import Connection
 
 from scheduler.clock import SYSTEM_CLOCK, Clock, iso, to_naive_utc
 from scheduler.config import AccountSettings, LeadSettings
-from scheduler.lifecycle import PostMove, TransitionNotAllowed
+from scheduler.lifecycle import ActionMove, PostMove, TransitionNotAllowed
 from scheduler.models import PostSpec
 from scheduler.store import accounts as acc
-from scheduler.store import claims, history, stats
+from scheduler.store import actions as act
+from scheduler.store import claims, history, profiles, stats
 from scheduler.store import posts as qp
+from scheduler.store.actions import ActionNotFound, BudgetCheck
 from scheduler.store.claims import LeaseLost
 from scheduler.store.engine import (
     READ_ONLY,
@@ -39,19 +41,25 @@ from scheduler.store.history import CallLike
 from scheduler.store.posts import NotAllowed, PostNotFound
 from scheduler.store.records import (
     AccountRecord,
+    ActionChanges,
+    ActionRecord,
     EnqueueReport,
     MediaChanges,
     MediaRecord,
+    NewAction,
+    Planned,
     PostChanges,
     PostRecord,
+    ProfileRecord,
 )
 from scheduler.store.webhook_store import DeliveryRecord, EventRecord, ForwardTarget, WebhookStore
 
 __all__ = [
-    "AccountRecord", "CallLike", "DatabaseUnreachable", "EnqueueReport", "LeaseLost", "MediaChanges",
-    "MediaRecord", "NotAllowed", "PostChanges", "PostNotFound", "PostRecord", "QuotaCheck",
-    "SchemaBehind", "Store", "TransitionNotAllowed", "UsageFigures", "current_revision",
-    "head_revision", "safe_url", "upgrade", "upgrade_database",
+    "AccountRecord", "ActionChanges", "ActionNotFound", "ActionRecord", "BudgetCheck", "CallLike",
+    "DatabaseUnreachable", "EnqueueReport", "LeaseLost", "MediaChanges", "MediaRecord", "NewAction",
+    "NotAllowed", "Planned", "PostChanges", "PostNotFound", "PostRecord", "ProfileRecord",
+    "QuotaCheck", "SchemaBehind", "Store", "TransitionNotAllowed", "UsageFigures",
+    "current_revision", "head_revision", "safe_url", "upgrade", "upgrade_database",
 ]  # fmt: skip
 __all__ += ["DeliveryRecord", "EventRecord", "ForwardTarget"]  # webhook side
 
@@ -116,12 +124,16 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
         with self._tx() as conn:
             acc.sync_accounts(conn, configured, self.now())
 
-    def enqueue(self, specs: Sequence[PostSpec], actor: str) -> EnqueueReport:
-        """Import validated specs atomically. A new or changed post is checked at once and
-        staged at its lead time (the pipeline computes it), so no lead is needed here."""
+    def enqueue(self, specs: Sequence[PostSpec], actor: str,
+                messages: Sequence[NewAction] = ()) -> EnqueueReport:
+        """Import validated specs (and a queue file's planned messages) atomically. A new or
+        changed post is checked at once and staged at its lead time (the pipeline computes
+        it), so no lead is needed here."""
         now = self.now()
         with self._tx() as conn:
-            return qp.enqueue(conn, specs, now, actor)
+            report = qp.enqueue(conn, specs, now, actor)
+            report.actions.extend(act.insert_actions(conn, messages, now, actor))
+            return report
 
     def get(self, key: str) -> PostRecord | None:
         with self._read() as conn:
@@ -165,8 +177,10 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
             return claims.claim_due(conn, owner, lease_s, now, limit)
 
     def next_action_at(self) -> datetime | None:
+        """The earliest moment a post or an action needs attention."""
         with self._read() as conn:
-            return claims.next_action_at(conn)
+            times = [t for t in (claims.next_action_at(conn), act.next_action_at(conn)) if t is not None]
+        return min(times) if times else None
 
     def transition(self, post: PostRecord, move: PostMove, actor: str, event: str | None = None,
                    release: bool = True, **values: Unpack[PostChanges]) -> PostRecord:
@@ -195,7 +209,7 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
     def release_own_leases(self, owner: str) -> int:
         now = self.now()
         with self._tx() as conn:
-            return claims.release_own_leases(conn, owner, now)
+            return claims.release_own_leases(conn, owner, now) + act.release_own_leases(conn, owner, now)
 
     def record_activity(self, calls: Sequence[CallLike], usage: Mapping[str, UsageFigures],
                         account_pauses: Sequence[tuple[str, datetime, str]],
@@ -338,6 +352,106 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
                     "reauth_reason": a.reauth_reason,
                 })
         return out
+
+
+    # --- engagement actions (README "Engagement") ------------------------------------
+    def plan_actions(self, planned: Sequence[NewAction], actor: str) -> list[Planned]:
+        """Plan actions in one transaction: a key used before plans nothing (`exists`); a
+        second private reply to one comment is recorded as failed (`refused`), never sent."""
+        now = self.now()
+        with self._tx() as conn:
+            return act.insert_actions(conn, planned, now, actor)
+
+    def action(self, key: str) -> ActionRecord | None:
+        with self._read() as conn:
+            return act.get_action(conn, key)
+
+    def list_actions(self, states: Sequence[str] = (), account: str | None = None,
+                     limit: int | None = None) -> list[ActionRecord]:
+        """Newest first."""
+        with self._read() as conn:
+            return act.list_actions(conn, states, account, limit)
+
+    def action_events(self, action_id: int) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            return act.events_of(conn, action_id)
+
+    def count_active_actions(self) -> int:
+        with self._read() as conn:
+            return act.count_active(conn)
+
+    def private_reply_owner(self, comment_id: str) -> ActionRecord | None:
+        """The action that holds a comment's one private reply, if any."""
+        with self._read() as conn:
+            return act.private_reply_owner(conn, comment_id)
+
+    def claim_due_actions(self, owner: str, lease_s: float, limit: int) -> list[ActionRecord]:
+        now = self.now()
+        with self._tx() as conn:
+            return act.claim_due(conn, owner, lease_s, now, limit)
+
+    def claim_action(self, key: str, owner: str, lease_s: float) -> ActionRecord | None:
+        """Lease one action by key, if it is due and nobody holds it (the CLI runs its
+        action at once)."""
+        now = self.now()
+        with self._tx() as conn:
+            return act.claim_one(conn, key, owner, lease_s, now)
+
+    def action_transition(self, action: ActionRecord, move: ActionMove, actor: str, event: str | None = None,
+                          release: bool = True, **values: Unpack[ActionChanges]) -> ActionRecord:
+        """A named transition of lifecycle.ACTIONS, compare-and-set on the lease token (raises
+        LeaseLost or TransitionNotAllowed). Returns the action as it is afterwards."""
+        assert action.lease_token is not None
+        now = self.now()
+        with self._tx() as conn:
+            return act.update_action(conn, action.id, action.lease_token, now, actor, event, release, move,
+                                     **values)
+
+    def action_update(self, action: ActionRecord, actor: str, event: str | None = None, release: bool = True,
+                      **values: Unpack[ActionChanges]) -> ActionRecord:
+        """Change an action we hold without changing its state (raises LeaseLost)."""
+        assert action.lease_token is not None
+        now = self.now()
+        with self._tx() as conn:
+            return act.update_action(conn, action.id, action.lease_token, now, actor, event, release, None,
+                                     **values)
+
+    def renew_action(self, action: ActionRecord, lease_s: float) -> bool:
+        assert action.lease_token is not None
+        now = self.now()
+        with self._tx() as conn:
+            return act.renew(conn, action.id, action.lease_token, lease_s, now)
+
+    def begin_send(self, action: ActionRecord, actor: str, budget: int | None, kinds: Sequence[str],
+                   what: str, window_s: float = 3600.0) -> BudgetCheck:
+        """Within the hourly budget of `kinds` for the action's account: move it to `sending`
+        (lease kept); over it: `deferred` until a slot frees. One transaction under the
+        account's row lock, so several daemons never exceed a budget."""
+        assert action.lease_token is not None
+        now = self.now()
+        with self._tx() as conn:
+            return act.begin_send(conn, action.id, action.lease_token, now, actor, budget, window_s, kinds, what)
+
+    def retry_action(self, key: str, actor: str) -> ActionRecord:
+        """Send a failed or unknown action again (a person's word); try a waiting one now."""
+        now = self.now()
+        with self._tx() as conn:
+            return act.retry(conn, key, now, actor)
+
+    # --- profiles -------------------------------------------------------------------------
+    def profile(self, igsid: str) -> ProfileRecord | None:
+        with self._read() as conn:
+            return profiles.get_profile(conn, igsid)
+
+    def save_profile(self, igsid: str, account: str, fields: Mapping[str, Any]) -> None:
+        now = self.now()
+        with self._tx() as conn:
+            profiles.save_profile(conn, igsid, account, fields, now)
+
+    def profile_lookups_since(self, since: datetime) -> list[datetime]:
+        """When the app's profile lookups went out since `since`, oldest first."""
+        with self._read() as conn:
+            return profiles.lookups_since(conn, since)
 
 
 @dataclass(frozen=True)

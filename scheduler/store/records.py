@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Self, TypedDict
 
@@ -94,6 +94,7 @@ class EnqueueReport:
     updated: list[str]
     unchanged: list[str]
     kept: list[tuple[str, str]]  # (key, why the re-import did not change it)
+    actions: list[Planned] = field(default_factory=list)  # a queue file's planned messages
 
 
 class PostChanges(TypedDict, total=False):
@@ -127,3 +128,78 @@ class MediaChanges(TypedDict, total=False):
     status_code: str | None
     status_checked_at: datetime | None
     error: str | None
+
+
+@dataclass(frozen=True)
+class ActionRecord(_FromRow):
+    """One outbound engagement write (README "Engagement")."""
+
+    id: int
+    key: str
+    account: str
+    kind: str
+    target: str
+    payload: dict[str, Any]
+    state: str
+    reason: str | None
+    error: str | None
+    attempts: int
+    next_action_at: datetime
+    lease_owner: str | None
+    lease_until: datetime | None
+    lease_token: str | None
+    result_id: str | None
+    result: dict[str, Any] | None
+    source: str
+    sent_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    done_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NewAction:
+    """An action to plan. `at` None: as soon as possible."""
+
+    key: str
+    account: str
+    kind: str
+    target: str
+    payload: dict[str, Any]
+    source: str
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What planning one action did: `new` (inserted), `exists` (the key was used before:
+    `action` is the earlier one, nothing is sent), or `refused` (recorded as failed without
+    any call, e.g. a second private reply to one comment; `reason` says why)."""
+
+    outcome: str
+    action: ActionRecord
+    reason: str | None = None
+
+
+class ActionChanges(TypedDict, total=False):
+    """Columns a step may change on an action it holds (the state only through ACTIONS)."""
+
+    reason: str | None
+    error: str | None
+    attempts: int
+    next_action_at: datetime
+    result_id: str | None
+    result: dict[str, Any] | None
+    sent_at: datetime | None
+    done_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ProfileRecord(_FromRow):
+    igsid: str
+    account: str
+    fields: dict[str, Any]
+    name: str | None
+    username: str | None
+    profile_pic: str | None
+    fetched_at: datetime

@@ -164,3 +164,72 @@ api_calls = Table(
     Index("ix_api_calls_account_at", "account", "at"),
     Index("ix_api_calls_post", "post_id"),
 )
+
+# --- engagement (README "Engagement") ----------------------------------------------------------
+
+# every outbound write (a DM, a private reply, a public reply, a hide, an unhide, a delete)
+actions = Table(
+    "actions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(200), nullable=False, unique=True),  # idempotency: sent at most once
+    Column("account", String(100), nullable=False),
+    # message | private_reply | reply | hide | unhide | delete
+    Column("kind", String(16), nullable=False),
+    Column("target", String(64), nullable=False),  # IGSID (message) or comment id
+    Column("payload", JSON, nullable=False),  # what the call needs beyond the target
+    Column("state", String(16), nullable=False),
+    Column("reason", Text),  # why it waits, is deferred, unknown or failed
+    Column("error", Text),  # Meta's error of the last failing call
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_action_at", DateTime, nullable=False),
+    Column("lease_owner", String(200)),
+    Column("lease_until", DateTime),
+    Column("lease_token", String(64)),
+    Column("result_id", String(64)),  # message id, reply id
+    Column("result", JSON),  # Meta's answer (recipient_id, message_id, success)
+    Column("source", String(120), nullable=False),  # cli | api | queue:<file> | rule:<name>
+    Column("sent_at", DateTime),  # the last time the call went out (budgets count these)
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("done_at", DateTime),
+    Index("ix_actions_state_next", "state", "next_action_at"),
+    Index("ix_actions_account_kind_sent", "account", "kind", "sent_at"),
+)
+
+action_events = Table(
+    "action_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("action_id", Integer, ForeignKey("actions.id", ondelete="CASCADE"), nullable=False),
+    Column("at", DateTime, nullable=False),
+    Column("from_state", String(16)),
+    Column("to_state", String(16), nullable=False),
+    Column("reason", Text),
+    Column("actor", String(200)),
+    Index("ix_action_events_action", "action_id", "at"),
+)
+
+# Meta allows one private reply per comment: the first action planned for a comment owns it,
+# so a second one is refused before any call
+private_replies = Table(
+    "private_replies",
+    metadata,
+    Column("comment_id", String(64), primary_key=True),
+    Column("account", String(100), nullable=False),
+    Column("action_key", String(200), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
+# people's profiles, cached (engagement.profile_ttl_s); every lookup is also in api_calls
+profiles = Table(
+    "profiles",
+    metadata,
+    Column("igsid", String(64), primary_key=True),
+    Column("account", String(100), nullable=False),  # the account that looked it up
+    Column("fields", JSON, nullable=False),  # Meta's answer, every field asked for
+    Column("name", Text),
+    Column("username", Text),
+    Column("profile_pic", Text),
+    Column("fetched_at", DateTime, nullable=False),
+)

@@ -89,11 +89,12 @@ def test_no_transaction_is_opened_outside_the_store() -> None:
     assert offenders == []
 
 
-def test_no_state_keyword_in_the_pipeline() -> None:
-    """A post's state changes only through a named transition (lifecycle.POSTS)."""
+def test_no_state_keyword_in_the_pipeline_or_engagement() -> None:
+    """A post's or an action's state changes only through a named transition (lifecycle.POSTS,
+    lifecycle.ACTIONS)."""
     offenders = []
     for m, tree in MODULES.items():
-        if m.startswith("scheduler.pipeline"):
+        if m.startswith(("scheduler.pipeline", "scheduler.engage")):
             offenders += [
                 (m, node.lineno) for node in ast.walk(tree) if isinstance(node, ast.Call)
                 for kw in node.keywords if kw.arg == "state"

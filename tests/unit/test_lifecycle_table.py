@@ -8,10 +8,14 @@ from pathlib import Path
 import pytest
 
 from scheduler.lifecycle import (
+    ACTION_FINISHED,
+    ACTIONS,
     ACTIVE,
     EDITABLE,
     FINISHED,
     POSTS,
+    ActionMove,
+    ActionState,
     PostMove,
     State,
     TransitionNotAllowed,
@@ -74,3 +78,35 @@ def test_readme_diagram_shows_only_allowed_transitions_and_every_state() -> None
             assert (src, dst, name) in allowed, (src, dst, name)
         shown_states |= {src, dst} - {"[*]"}
     assert shown_states == {str(s) for s in State}
+
+
+# --- actions ---------------------------------------------------------------------------------
+
+
+def _actions_section() -> str:
+    text = README.read_text()
+    start = text.index("### How an action is sent")
+    return text[start:text.index("\n#", start + 1)]
+
+
+def test_every_action_transition_is_in_the_table_and_every_state_is_reachable() -> None:
+    assert set(ACTIONS.transitions) == set(ActionMove)
+    targets = {t.target for t in ACTIONS.transitions.values()}
+    assert targets | {ACTIONS.initial} == set(ActionState)
+    sources = set().union(*(t.sources for t in ACTIONS.transitions.values()))
+    assert sources == set(ActionState) - {ActionState.DONE}  # only `done` is never left
+
+
+def test_an_unknown_or_failed_action_comes_back_only_by_a_persons_word() -> None:
+    for t in ACTIONS.transitions.values():
+        if t.sources & ACTION_FINISHED:
+            assert t.name == ActionMove.RETRY
+    assert ACTIONS.transitions[ActionMove.TO_UNKNOWN].sources == {ActionState.SENDING}
+
+
+def test_readme_table_matches_the_actions_table() -> None:
+    rows = re.findall(r"^\| `(\w+)` \| (.+?) \| `(\w+)` \| .+ \|$", _actions_section(), re.M)
+    readme = {(name, frozenset(re.findall(r"`(\w+)`", froms)), to) for name, froms, to in rows}
+    code = {(str(t.name), frozenset(str(s) for s in t.sources), str(t.target))
+            for t in ACTIONS.transitions.values()}
+    assert readme == code
