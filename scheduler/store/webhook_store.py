@@ -3,7 +3,7 @@ people's last inbound messages, and forwarding deliveries. SQL is in store/webho
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 from scheduler.clock import to_naive_utc
 from scheduler.engage.events import WebhookEvent
 from scheduler.store import webhooks as wh
+from scheduler.store.records import NewAction, Planned
 from scheduler.store.webhooks import DeliveryRecord, EventRecord, ForwardTarget
 
 __all__ = ["DeliveryRecord", "EventRecord", "ForwardTarget", "WebhookStore"]
@@ -69,6 +70,19 @@ class WebhookStore:
         """When the person last wrote to the account (naive UTC), as far as webhooks told."""
         with self._read() as conn:
             return wh.last_inbound_at(conn, ig_account_id, person_id)
+
+    # --- rules -------------------------------------------------------------------------
+    def handle_webhook_events(
+        self, plan: Callable[[EventRecord], Sequence[NewAction]], limit: int, actor: str
+    ) -> list[tuple[EventRecord, list[Planned]]] | None:
+        """Handle the oldest unhandled events in one transaction (the transactional outbox):
+        each one's actions (`plan`, pure) inserted into `actions` and the event marked
+        handled, together, so a rule fires once per event across crashes and replicas.
+        Returns each event with what planning its actions did; None when another daemon is
+        handling events right now (PostgreSQL)."""
+        now = self.now()
+        with self._tx() as conn:
+            return wh.handle_events(conn, plan, limit, now, actor)
 
     # --- forwarding -----------------------------------------------------------------------
     def claim_deliveries(self, targets: Sequence[str], owner: str, lease_s: float,

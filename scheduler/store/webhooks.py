@@ -11,7 +11,7 @@ already serialises them).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +22,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from scheduler.clock import to_aware, to_naive_utc
 from scheduler.engage.events import WebhookEvent
-from scheduler.store.records import _FromRow
+from scheduler.store.actions import insert_actions
+from scheduler.store.records import NewAction, Planned, _FromRow
 from scheduler.store.webhook_schema import conversations, events, forward_deliveries
 
 # pg_advisory_xact_lock keys (constants no other tool uses; see engine.MIGRATION_LOCK_KEY)
@@ -222,6 +223,27 @@ def take_unhandled(conn: Connection, limit: int) -> list[EventRecord] | None:
         sa.select(events).where(events.c.handled_at.is_(None)).order_by(events.c.id).limit(limit)
     ).all()
     return [EventRecord.from_row(r) for r in rows]
+
+
+def handle_events(
+    conn: Connection, plan: Callable[[EventRecord], Sequence[NewAction]], limit: int,
+    now: datetime, actor: str,
+) -> list[tuple[EventRecord, list[Planned]]] | None:
+    """The transactional outbox, inside the caller's transaction: the oldest unhandled
+    events, each one's rule actions inserted into `actions` (keys rule:<name>:<event>:<kind>,
+    so a key planned before plans nothing) and the event marked handled, all committed
+    together or not at all. `plan` is pure (no I/O). None: another daemon is at it."""
+    taken = take_unhandled(conn, limit)
+    if taken is None:
+        return None
+    done: list[tuple[EventRecord, list[Planned]]] = []
+    counts: dict[int, int] = {}
+    for event in taken:
+        outcomes = insert_actions(conn, plan(event), now, actor)
+        counts[event.id] = sum(1 for o in outcomes if o.outcome != "exists")
+        done.append((event, outcomes))
+    mark_handled(conn, counts, now)
+    return done
 
 
 def mark_handled(conn: Connection, counts: Mapping[int, int], now: datetime) -> None:

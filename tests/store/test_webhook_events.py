@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from scheduler.engage.events import WebhookEvent, normalise
-from scheduler.store import ForwardTarget, Store
+from scheduler.store import EventRecord, ForwardTarget, NewAction, Store
+from tests.helpers import settings_for
 
 SHOP = "17841400000000001"
 BRAND2 = "17841400000000002"
@@ -122,3 +123,73 @@ def test_deliveries_come_in_order_per_account_and_target(store: Store) -> None:
     assert nxt is not None and timedelta(seconds=3590) < nxt - store.now() <= timedelta(seconds=3600)
     [row] = store.deliveries(ids[0])
     assert (row["attempts"], row["last_status"], row["last_error"], row["delivered_at"]) == (1, 500, "HTTP 500", None)
+
+
+# ---------------------------------------------------------------------- the rules' outbox
+def _rules_plan(event: EventRecord) -> list[NewAction]:
+    """What a rule "reply and hide every comment" plans (the pure part, as engage/outbox)."""
+    if event.kind != "comment" or event.comment_id is None:
+        return []
+    return [NewAction(key=f"rule:r:{event.id}:{kind}", account=event.account or "shop", kind=kind,
+                      target=event.comment_id, payload={"text": "thanks"} if kind == "reply" else {"hide": True},
+                      source="rule:r") for kind in ("reply", "hide")]
+
+
+def test_handling_an_event_inserts_its_actions_in_the_same_transaction(store: Store) -> None:
+    store.sync_accounts(settings_for("sqlite://").accounts)
+    ids = store.store_webhook_events(_batch(_comment(SHOP, "18010000000000001", "sale"),
+                                            _message(SHOP, "42", "m_1", "hi", 1764500000000)), NAMES)
+    done = store.handle_webhook_events(_rules_plan, 100, "test")
+    assert done is not None and [e.id for e, _ in done] == ids
+    assert [len(o) for _, o in done] == [2, 0]
+    assert store.handle_webhook_events(_rules_plan, 100, "test") == []  # nothing left
+    assert store.webhook_event_counts() == (2, 0)
+    comment = store.webhook_event(ids[0])
+    assert comment is not None and comment.rule_actions == 2 and comment.handled_at is not None
+    assert sorted(a.key for a in store.list_actions()) == [f"rule:r:{ids[0]}:hide", f"rule:r:{ids[0]}:reply"]
+    assert {a.source for a in store.list_actions()} == {"rule:r"}
+
+
+def test_a_failing_plan_leaves_the_event_unhandled_and_no_action(store: Store) -> None:
+    store.sync_accounts(settings_for("sqlite://").accounts)
+    store.store_webhook_events(_batch(_comment(SHOP, "18010000000000001", "sale"),
+                                      _comment(SHOP, "18010000000000002", "sale")), NAMES)
+    seen: list[int] = []
+
+    def broken(event: EventRecord) -> list[NewAction]:
+        seen.append(event.id)
+        if len(seen) == 2:  # the first event's actions are inserted by now
+            raise RuntimeError("the process dies half-way")
+        return _rules_plan(event)
+
+    with pytest.raises(RuntimeError):
+        store.handle_webhook_events(broken, 100, "test")
+    assert store.webhook_event_counts() == (2, 2) and store.list_actions() == []
+    store.handle_webhook_events(_rules_plan, 100, "test")
+    assert len(store.list_actions()) == 4
+
+
+def test_concurrent_handlers_plan_each_action_once(db_url: str) -> None:
+    stores = [Store(db_url) for _ in range(3)]
+    stores[0].sync_accounts(settings_for(db_url).accounts)
+    stores[0].store_webhook_events(_batch(*[_comment(SHOP, str(18010000000000000 + i), "x") for i in range(60)]), NAMES)
+    errors: list[BaseException] = []
+
+    def handle(s: Store) -> None:
+        try:
+            while s.webhook_event_counts()[1]:
+                s.handle_webhook_events(_rules_plan, 7, "test")
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=handle, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    actions = stores[0].list_actions()
+    assert len(actions) == 120 and len({a.key for a in actions}) == 120
+    assert sum(e.rule_actions or 0 for e in stores[0].webhook_events()) == 120
+    for s in stores:
+        s.close()
