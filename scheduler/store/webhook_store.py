@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
@@ -107,6 +107,6 @@ class WebhookStore:
         with self._read() as conn:
             return wh.next_delivery_at(conn, targets), now
 
-    def deliveries(self, event_id: int) -> list[dict[str, object]]:
+    def deliveries(self, event_id: int) -> list[dict[str, Any]]:
         with self._read() as conn:
             return wh.deliveries_of(conn, event_id)

@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import json
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
