@@ -15,6 +15,7 @@ import click
 from scheduler import __version__
 from scheduler.clikit import ACTOR, Ctx, db_error_text, handled, problems_exit
 from scheduler.commands.webhooks import events, webhooks
+from scheduler.commands import engagement
 from scheduler.config import Settings, startup_problems
 from scheduler.lifecycle import ACTIVE, FINISHED
 from scheduler.logformat import setup_logging
@@ -331,3 +332,7 @@ def emulator(host: str, port: int) -> None:
 
 main.add_command(events)
 main.add_command(webhooks)
+main.add_command(engagement.comments)
+main.add_command(engagement.message)
+main.add_command(engagement.profile)
+main.add_command(engagement.actions)

@@ -41,6 +41,8 @@ class AccountSettings(_Strict):
     ig_user_id: Annotated[str, Field(pattern=r"^[0-9]+$")]
     token_env: str | None = None
     token_file: Path | None = None
+    # Facebook Login: the Facebook Page linked to the account; messages go to /{page-id}/messages
+    page_id: Annotated[str | None, Field(pattern=r"^[0-9]+$")] = None
 
     @model_validator(mode="after")
     def _one_token_source(self) -> AccountSettings:
@@ -163,6 +165,16 @@ class LimitSettings(_Strict):
     # after a publish request with no answer, Meta may still act on it for up to the client
     # timeout plus this margin; only then may the same container be published again
     publish_settle_margin_s: Annotated[float, Field(ge=0)] = 5.0
+
+
+class EngagementSettings(_Strict):
+    """Budgets checked before an engagement call (README "Engagement"): an action over one
+    waits as `deferred` until the rolling hour frees a slot; it is never sent to be refused."""
+
+    messages_per_hour: Annotated[int, Field(gt=0)] = 200  # DMs per account
+    private_replies_per_hour: Annotated[int, Field(gt=0, le=750)] = 750  # per account (Meta: 750)
+    profile_lookups_per_hour: Annotated[int, Field(gt=0)] = 200  # for the whole app
+    profile_ttl_s: Annotated[float, Field(ge=0)] = 86400.0  # how long a cached profile is used
 
 
 class SecretMissing(Exception):
@@ -481,6 +493,7 @@ class Settings(_Strict):
     preflight: PreflightSettings = PreflightSettings()
     retries: RetrySettings = RetrySettings()
     limits: LimitSettings = LimitSettings()
+    engagement: EngagementSettings = EngagementSettings()
     webhooks: WebhookSettings = WebhookSettings()
     rules: list[RuleSettings] = []
     secrets: SecretsSettings = SecretsSettings()

@@ -19,6 +19,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from scheduler.clock import SYSTEM_CLOCK, Clock, utcnow
 from scheduler.config import Settings
 from scheduler.engage.duties import WebhookDuties
+from scheduler.engage.duty import ActionDuty
 from scheduler.inbox import scan_inbox
 from scheduler.lifecycle import ACTIVE
 from scheduler.pipeline.runtime import Runtime
@@ -40,13 +41,14 @@ class Daemon:
         self.identity = settings.daemon.resolved_identity()
         self.stop_when_idle = stop_when_idle
         self.rt = Runtime(settings, store, self.identity, clock or store.clock or SYSTEM_CLOCK)
+        self.actions = ActionDuty(self.rt)  # engagement actions (README "Engagement")
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
         self._timer = AsyncIOScheduler(timezone="UTC")
         self.steps_done = 0
         self._claiming = False
-        self.webhooks = WebhookDuties(settings, store, self.identity, on_actions=self.wake)
+        self.webhooks = WebhookDuties(settings, store, self.identity, on_actions=self.actions.kick)
 
     def stop(self) -> None:
         self._stop.set()
@@ -55,7 +57,7 @@ class Daemon:
     @property
     def busy(self) -> bool:
         """A step is running (or being claimed)."""
-        return bool(self._running) or self._claiming
+        return bool(self._running) or self._claiming or self.actions.busy
 
     def wake(self) -> None:
         """Look for due work now (e.g. after a test moved the clock forward)."""
@@ -77,6 +79,7 @@ class Daemon:
                             id="tick", coalesce=True, max_instances=1, misfire_grace_time=None)
         self.rt.calllog.start()
         await self.webhooks.start()
+        self.actions.start()
         wd = watchdog_interval_s()
         if wd:
             self._timer.add_job(notify, "interval", args=["WATCHDOG=1"], seconds=wd, id="watchdog")
@@ -97,6 +100,7 @@ class Daemon:
             notify("STOPPING=1")
             await self.webhooks.stop()
             await self._drain()
+            await self.actions.stop()
             self._timer.shutdown(wait=False)
             await self.rt.aclose()
         log.info("igsched daemon %s stopped", self.identity)
@@ -111,6 +115,7 @@ class Daemon:
         self._wake.set()
 
     async def _dispatch(self) -> None:
+        self.actions.kick()
         free = self.settings.daemon.workers - len(self._running)
         claimed = []
         if free > 0:
@@ -163,7 +168,7 @@ class Daemon:
             states = [s.value for s in ACTIVE]
             left = self.store.list_posts(states)
             pending = [p for p in self.store.list_posts(["published"]) if p.followup_pending]
-            return len(left) + len(pending)
+            return len(left) + len(pending) + self.store.count_active_actions()
 
         return await asyncio.to_thread(active_left) == 0
 

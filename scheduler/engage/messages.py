@@ -460,16 +460,26 @@ def message_from_flags(
     return parse_message(data, source="command line")
 
 
-def load_message_file(path: Path, limit: int) -> OutboundMessage:
+def load_message_file(path: Path, limit: int, *, to: str | None = None) -> OutboundMessage:
     """A message file (YAML, one message); InvalidInput naming the file and each field.
 
     `limit` is the size cap in bytes: pass `settings.queue.max_file_bytes`, the setting the
-    size problem names (message files are read like queue files)."""
+    size problem names (message files are read like queue files). `to` (e.g. `--to`) fills
+    in a file without a recipient; a file that names another one is refused."""
     text = read_queue_text(path, limit)
     usable, doc, file_problems = load_queue_yaml(text, limit)
     problems = [Problem(str(path), p) for p in file_problems]
     if not usable:
         raise InvalidInput(problems)
+    if to is not None and isinstance(doc, dict):
+        if "to" not in doc and "comment" not in doc:
+            doc = {**doc, "to": to}
+        elif "comment" in doc:
+            problems.append(Problem(str(path), "the file is a private reply (comment:); --to does not apply",
+                                    field="comment"))
+        elif str(doc["to"]) != to:
+            problems.append(Problem(str(path), f"the file sends to {str(doc['to'])!r} but --to says {to!r}",
+                                    field="to"))
     try:
         message = parse_message(doc, source=str(path))
     except InvalidInput as e:

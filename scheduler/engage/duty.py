@@ -1,0 +1,74 @@
+"""The daemon's action duty: sends due actions (scheduled messages from queue files, rule
+actions, deferred ones whose budget or pause has freed, retries), each claimed with a lease.
+
+It runs beside the post workers with its own loop: woken by the daemon whenever it looks for
+due work (`kick`), and at least every `daemon.tick_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from scheduler.engage.executor import run_action
+from scheduler.pipeline.runtime import Runtime
+from scheduler.store import ActionRecord
+
+log = logging.getLogger(__name__)
+
+
+class ActionDuty:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[ActionRecord]] = set()
+        self.sent = 0  # actions worked (any outcome), for tests and logs
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._running)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="igsched-actions")
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Stop claiming; let running actions finish (their leases protect the rest)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._running:
+            await asyncio.wait(self._running, timeout=20)
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.rt.settings.daemon.tick_s)
+            self._wake.clear()
+            try:
+                await self._claim_and_run()
+            except Exception:
+                log.exception("claiming due actions failed; trying again at the next tick")
+
+    async def _claim_and_run(self) -> None:
+        free = self.rt.settings.daemon.workers - len(self._running)
+        if free <= 0:
+            return
+        claimed = await self.rt.db(self.rt.store.claim_due_actions, self.rt.identity,
+                                   self.rt.settings.daemon.lease_s, free)
+        for action in claimed:
+            task = asyncio.create_task(run_action(self.rt, action), name=f"action-{action.key}")
+            self._running.add(task)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[ActionRecord]) -> None:
+        self._running.discard(task)
+        self.sent += 1
+        self._wake.set()  # more may be due (a claim is capped by the free workers)
