@@ -14,8 +14,8 @@ import click
 
 from scheduler import __version__
 from scheduler.clikit import ACTOR, Ctx, db_error_text, handled, problems_exit
-from scheduler.commands.webhooks import events, webhooks
 from scheduler.commands import engagement
+from scheduler.commands.webhooks import events, webhooks
 from scheduler.config import Settings, startup_problems
 from scheduler.lifecycle import ACTIVE, FINISHED
 from scheduler.logformat import setup_logging

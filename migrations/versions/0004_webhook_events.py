@@ -40,6 +40,7 @@ def upgrade() -> None:
         sa.Column("received_at", sa.DateTime(), nullable=False),
         sa.Column("handled_at", sa.DateTime()),
         sa.Column("rule_actions", sa.Integer()),
+        sa.Column("later_actions", sa.JSON()),
         sa.UniqueConstraint("dedup_key", name="uq_events_dedup_key"),
     )
     op.create_index("ix_events_handled", "events", ["handled_at", "id"])

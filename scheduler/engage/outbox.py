@@ -11,10 +11,11 @@ from collections.abc import Callable
 
 from scheduler.config import Settings
 from scheduler.engage.rules import plan_actions
-from scheduler.store import EventRecord, NewAction, Store
+from scheduler.store import EventRecord, NewAction, Planned, Store
 
 log = logging.getLogger(__name__)
 BATCH = 200  # events handled per transaction
+LAST_KINDS = ("hide",)  # planned once the event's other actions are finished
 
 
 class RuleOutbox:
@@ -45,34 +46,40 @@ class RuleOutbox:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def plan(self, event: EventRecord) -> list[NewAction]:
-        """The actions the rules ask for (pure; called inside the store's transaction). An
-        event of an account that is not configured plans nothing: there is no token to act."""
+    def plan(self, event: EventRecord) -> tuple[list[NewAction], list[NewAction]]:
+        """The actions the rules ask for: those to run now, and the hides, which wait until
+        the others are finished because Meta refuses a reply to a hidden comment (pure;
+        called inside the store's transaction). An event of an account that is not
+        configured plans nothing: there is no token to act with."""
         if event.account is None or event.is_echo:
-            return []
-        return [
-            NewAction(key=a.key, account=event.account, kind=a.kind, target=a.target,
-                      payload=dict(a.payload), source=a.source)
-            for a in plan_actions(self.settings.rules, event.webhook_event(), event.id, event.account)
-        ]
+            return [], []
+        now: list[NewAction] = []
+        later: list[NewAction] = []
+        for a in plan_actions(self.settings.rules, event.webhook_event(), event.id, event.account):
+            (later if a.kind in LAST_KINDS else now).append(NewAction(
+                key=a.key, account=event.account, kind=a.kind, target=a.target,
+                payload=dict(a.payload), source=a.source))
+        return now, later
 
     async def round(self) -> int:
-        """Handle one batch of events; how many were handled."""
+        """Handle one batch of events, and release the actions that waited for others;
+        returns how many events were handled."""
         done = await asyncio.to_thread(self.store.handle_webhook_events, self.plan, BATCH, self.actor)
-        if done is None:
-            return 0  # another daemon is handling events right now
-        planned = 0
-        for event, outcomes in done:
-            for o in outcomes:
-                if o.outcome == "new":
-                    planned += 1
-                elif o.outcome == "refused":
-                    log.info("rule action %s for event %d not sent: %s", o.action.key, event.id, o.reason)
-        self.handled += len(done)
+        released = await asyncio.to_thread(self.store.release_later_actions, self.actor)
+        planned = self._note(released)
+        for _, outcomes in done or []:
+            planned += self._note(outcomes)
+        self.handled += len(done or [])
         self.planned += planned
         if planned:
             self.on_actions()
-        return len(done)
+        return len(done or [])
+
+    def _note(self, outcomes: list[Planned]) -> int:
+        for o in outcomes:
+            if o.outcome == "refused":
+                log.info("rule action %s not sent: %s", o.action.key, o.reason)
+        return sum(1 for o in outcomes if o.outcome == "new")
 
     async def _loop(self) -> None:
         while True:

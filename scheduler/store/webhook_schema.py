@@ -42,12 +42,15 @@ events = Table(
     Column("parent_id", String(ID)),
     Column("username", Text),
     Column("is_echo", Boolean, nullable=False, default=False),
-    Column("attachments", JSON),
+    Column("attachments", JSON(none_as_null=True)),
     Column("occurred_at", DateTime),  # Meta's timestamp of the item
     Column("raw", Text, nullable=False),  # the item as received (JSON, keys sorted)
     Column("received_at", DateTime, nullable=False),
     Column("handled_at", DateTime),  # rules applied (their actions are in `actions`)
     Column("rule_actions", Integer),  # how many actions the rules planned for it
+    # actions planned to follow the event's others once those are finished (a hide: Meta
+    # refuses a reply to a hidden comment): {"after": [keys], "actions": [...]}
+    Column("later_actions", JSON(none_as_null=True)),
     UniqueConstraint("dedup_key", name="uq_events_dedup_key"),
     Index("ix_events_handled", "handled_at", "id"),
     Index("ix_events_received", "received_at"),

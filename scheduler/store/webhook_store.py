@@ -14,8 +14,8 @@ from sqlalchemy.exc import OperationalError
 from scheduler.clock import to_naive_utc
 from scheduler.engage.events import WebhookEvent
 from scheduler.store import webhooks as wh
-from scheduler.store.records import NewAction, Planned
-from scheduler.store.webhooks import DeliveryRecord, EventRecord, ForwardTarget
+from scheduler.store.records import Planned
+from scheduler.store.webhooks import DeliveryRecord, EventRecord, ForwardTarget, Plan
 
 __all__ = ["DeliveryRecord", "EventRecord", "ForwardTarget", "WebhookStore"]
 
@@ -73,16 +73,23 @@ class WebhookStore:
 
     # --- rules -------------------------------------------------------------------------
     def handle_webhook_events(
-        self, plan: Callable[[EventRecord], Sequence[NewAction]], limit: int, actor: str
+        self, plan: Callable[[EventRecord], Plan], limit: int, actor: str
     ) -> list[tuple[EventRecord, list[Planned]]] | None:
         """Handle the oldest unhandled events in one transaction (the transactional outbox):
-        each one's actions (`plan`, pure) inserted into `actions` and the event marked
-        handled, together, so a rule fires once per event across crashes and replicas.
+        each one's actions (`plan`, pure: the actions to insert now, and those to insert
+        once these are finished) inserted into `actions` and the event marked handled, together, so a rule fires once per event across crashes and replicas.
         Returns each event with what planning its actions did; None when another daemon is
         handling events right now (PostgreSQL)."""
         now = self.now()
         with self._tx() as conn:
             return wh.handle_events(conn, plan, limit, now, actor)
+
+    def release_later_actions(self, actor: str, limit: int = 500) -> list[Planned]:
+        """Insert the actions that waited for an event's other actions to finish (e.g. a
+        hide after the replies), each with the event's row in one transaction."""
+        now = self.now()
+        with self._tx() as conn:
+            return wh.release_later(conn, now, actor, limit)
 
     # --- forwarding -----------------------------------------------------------------------
     def claim_deliveries(self, targets: Sequence[str], owner: str, lease_s: float,

@@ -22,8 +22,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from scheduler.clock import to_aware, to_naive_utc
 from scheduler.engage.events import WebhookEvent
+from scheduler.lifecycle import ACTION_ACTIVE
 from scheduler.store.actions import insert_actions
 from scheduler.store.records import NewAction, Planned, _FromRow
+from scheduler.store.schema import actions
 from scheduler.store.webhook_schema import conversations, events, forward_deliveries
 
 # pg_advisory_xact_lock keys (constants no other tool uses; see engine.MIGRATION_LOCK_KEY)
@@ -55,6 +57,7 @@ class EventRecord(_FromRow):
     received_at: datetime
     handled_at: datetime | None
     rule_actions: int | None
+    later_actions: dict[str, Any] | None
 
     def webhook_event(self) -> WebhookEvent:
         """The event as the receiver normalised it (for the rules and forwarding)."""
@@ -225,35 +228,69 @@ def take_unhandled(conn: Connection, limit: int) -> list[EventRecord] | None:
     return [EventRecord.from_row(r) for r in rows]
 
 
+# what a rule plan returns for one event: actions to insert now, and actions to insert once
+# those are finished
+Plan = tuple[Sequence[NewAction], Sequence[NewAction]]
+
+
 def handle_events(
-    conn: Connection, plan: Callable[[EventRecord], Sequence[NewAction]], limit: int,
-    now: datetime, actor: str,
+    conn: Connection, plan: Callable[[EventRecord], Plan], limit: int, now: datetime, actor: str,
 ) -> list[tuple[EventRecord, list[Planned]]] | None:
     """The transactional outbox, inside the caller's transaction: the oldest unhandled
     events, each one's rule actions inserted into `actions` (keys rule:<name>:<event>:<kind>,
     so a key planned before plans nothing) and the event marked handled, all committed
-    together or not at all. `plan` is pure (no I/O). None: another daemon is at it."""
+    together or not at all. Actions that must wait for the others are kept on the event
+    (`later_actions`) and inserted by `release_later`. `plan` is pure (no I/O). None:
+    another daemon is at it."""
     taken = take_unhandled(conn, limit)
     if taken is None:
         return None
     done: list[tuple[EventRecord, list[Planned]]] = []
-    counts: dict[int, int] = {}
     for event in taken:
-        outcomes = insert_actions(conn, plan(event), now, actor)
-        counts[event.id] = sum(1 for o in outcomes if o.outcome != "exists")
+        first, later = plan(event)
+        outcomes = insert_actions(conn, first, now, actor)
+        waiting = None
+        if later:
+            waiting = {"after": [a.key for a in first], "actions": [_action_json(a) for a in later]}
+            if not first:  # nothing to wait for
+                outcomes += insert_actions(conn, later, now, actor)
+                waiting = None
+        conn.execute(
+            events.update().where(events.c.id == event.id, events.c.handled_at.is_(None))
+            .values(handled_at=now, rule_actions=len(first) + len(later), later_actions=waiting)
+        )
         done.append((event, outcomes))
-    mark_handled(conn, counts, now)
     return done
 
 
-def mark_handled(conn: Connection, counts: Mapping[int, int], now: datetime) -> None:
-    """Mark events handled with the number of actions their rules planned (only if no one
-    did it first: the caller holds the handlers' lock, this is a second fence)."""
-    for event_id, n in counts.items():
-        conn.execute(
-            events.update().where(events.c.id == event_id, events.c.handled_at.is_(None))
-            .values(handled_at=now, rule_actions=n)
-        )
+def _action_json(a: NewAction) -> dict[str, Any]:
+    return {"key": a.key, "account": a.account, "kind": a.kind, "target": a.target,
+            "payload": dict(a.payload), "source": a.source}
+
+
+def release_later(conn: Connection, now: datetime, actor: str, limit: int) -> list[Planned]:
+    """Insert the waiting actions of events whose earlier actions are all finished (done,
+    failed or unknown), in the same transaction that clears them from the event."""
+    if conn.dialect.name == "postgresql":
+        got = conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(RULES_LOCK_KEY))).scalar()
+        if not got:
+            return []
+    rows = conn.execute(
+        sa.select(events.c.id, events.c.later_actions)
+        .where(events.c.later_actions.is_not(None)).order_by(events.c.id).limit(limit)
+    ).all()
+    active = [s.value for s in ACTION_ACTIVE]
+    out: list[Planned] = []
+    for event_id, waiting in rows:
+        after = list(waiting.get("after", []))
+        if after and conn.execute(
+            sa.select(sa.func.count()).select_from(actions)
+            .where(actions.c.key.in_(after), actions.c.state.in_(active))
+        ).scalar_one():
+            continue
+        out += insert_actions(conn, [NewAction(**a) for a in waiting.get("actions", [])], now, actor)
+        conn.execute(events.update().where(events.c.id == event_id).values(later_actions=None))
+    return out
 
 
 def unhandled_exists(conn: Connection) -> bool:

@@ -90,13 +90,14 @@ def test_a_batch_delivered_three_times_is_stored_once_and_acted_on_once(db_url: 
                                     "text": "Is there a SALE today?", "sender_id": "7001"}], repeat=3)
         assert [r["status"] for r in out["deliveries"]] == [200, 200, 200]
         comment_id = out["events"][0]["comment_id"]
-        d.wait_for(lambda: len(graph_calls(emu, "comment")) >= 1 and _no_open_actions(store))
+        d.wait_for(lambda: _all_finished(store, 3))
     [event] = store.webhook_events()
     assert (event.kind, event.comment_id, event.sender_id, event.rule_actions) == ("comment", comment_id, "7001", 3)
     assert event.handled_at is not None
     # Meta saw exactly one public reply, one private reply and one hide, in that order
     replies, dms, hides = graph_calls(emu, "replies"), graph_calls(emu, "messages"), graph_calls(emu, "comment")
     assert (len(replies), len(dms), len(hides)) == (1, 1, 1)
+    assert hides[0]["t"] > max(replies[0]["t"], dms[0]["t"])
     assert emu.state.get_comment(comment_id).hidden is True
     actions = store.list_actions()
     assert sorted(a.key for a in actions) == sorted(
@@ -104,9 +105,9 @@ def test_a_batch_delivered_three_times_is_stored_once_and_acted_on_once(db_url: 
     assert {a.state for a in actions} == {"done"} and {a.source for a in actions} == {"rule:sale-code"}
 
 
-def _no_open_actions(store: Store) -> bool:
+def _all_finished(store: Store, n: int) -> bool:
     acts = store.list_actions()
-    return bool(acts) and all(a.state in ("done", "failed", "unknown") for a in acts)
+    return len(acts) == n and all(a.state in ("done", "failed", "unknown") for a in acts)
 
 
 def test_a_message_and_a_postback_are_stored_with_sender_text_and_payload(db_url: str, emu: RunningEmulator) -> None:

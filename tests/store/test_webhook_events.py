@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from scheduler.engage.events import WebhookEvent, normalise
+from scheduler.lifecycle import ActionMove
 from scheduler.store import EventRecord, ForwardTarget, NewAction, Store
 from tests.helpers import settings_for
 
@@ -126,13 +127,15 @@ def test_deliveries_come_in_order_per_account_and_target(store: Store) -> None:
 
 
 # ---------------------------------------------------------------------- the rules' outbox
-def _rules_plan(event: EventRecord) -> list[NewAction]:
-    """What a rule "reply and hide every comment" plans (the pure part, as engage/outbox)."""
+def _rules_plan(event: EventRecord) -> tuple[list[NewAction], list[NewAction]]:
+    """What a rule "reply and hide every comment" plans (the pure part, as engage/outbox):
+    the reply now, the hide once the reply is finished."""
     if event.kind != "comment" or event.comment_id is None:
-        return []
-    return [NewAction(key=f"rule:r:{event.id}:{kind}", account=event.account or "shop", kind=kind,
-                      target=event.comment_id, payload={"text": "thanks"} if kind == "reply" else {"hide": True},
-                      source="rule:r") for kind in ("reply", "hide")]
+        return [], []
+    reply, hide = (NewAction(key=f"rule:r:{event.id}:{kind}", account=event.account or "shop", kind=kind,
+                             target=event.comment_id, payload={"text": "thanks"} if kind == "reply" else {"hide": True},
+                             source="rule:r") for kind in ("reply", "hide"))
+    return [reply], [hide]
 
 
 def test_handling_an_event_inserts_its_actions_in_the_same_transaction(store: Store) -> None:
@@ -141,13 +144,23 @@ def test_handling_an_event_inserts_its_actions_in_the_same_transaction(store: St
                                             _message(SHOP, "42", "m_1", "hi", 1764500000000)), NAMES)
     done = store.handle_webhook_events(_rules_plan, 100, "test")
     assert done is not None and [e.id for e, _ in done] == ids
-    assert [len(o) for _, o in done] == [2, 0]
+    assert [len(o) for _, o in done] == [1, 0]  # the reply now; the hide waits for it
     assert store.handle_webhook_events(_rules_plan, 100, "test") == []  # nothing left
     assert store.webhook_event_counts() == (2, 0)
     comment = store.webhook_event(ids[0])
     assert comment is not None and comment.rule_actions == 2 and comment.handled_at is not None
-    assert sorted(a.key for a in store.list_actions()) == [f"rule:r:{ids[0]}:hide", f"rule:r:{ids[0]}:reply"]
+    reply_key, hide_key = f"rule:r:{ids[0]}:reply", f"rule:r:{ids[0]}:hide"
+    assert [a.key for a in store.list_actions()] == [reply_key]
+    assert store.release_later_actions("test") == []  # the reply is not finished yet
+    reply = store.claim_action(reply_key, "test", 30)
+    assert reply is not None
+    store.action_transition(reply, ActionMove.FAIL, "test", reason="refused")
+    [released] = store.release_later_actions("test")
+    assert released.outcome == "new" and released.action.key == hide_key
+    assert store.release_later_actions("test") == []  # once
+    assert sorted(a.key for a in store.list_actions()) == [hide_key, reply_key]
     assert {a.source for a in store.list_actions()} == {"rule:r"}
+    assert store.webhook_event(ids[0]).later_actions is None  # type: ignore[union-attr]
 
 
 def test_a_failing_plan_leaves_the_event_unhandled_and_no_action(store: Store) -> None:
@@ -156,7 +169,7 @@ def test_a_failing_plan_leaves_the_event_unhandled_and_no_action(store: Store) -
                                       _comment(SHOP, "18010000000000002", "sale")), NAMES)
     seen: list[int] = []
 
-    def broken(event: EventRecord) -> list[NewAction]:
+    def broken(event: EventRecord) -> tuple[list[NewAction], list[NewAction]]:
         seen.append(event.id)
         if len(seen) == 2:  # the first event's actions are inserted by now
             raise RuntimeError("the process dies half-way")
@@ -166,7 +179,7 @@ def test_a_failing_plan_leaves_the_event_unhandled_and_no_action(store: Store) -
         store.handle_webhook_events(broken, 100, "test")
     assert store.webhook_event_counts() == (2, 2) and store.list_actions() == []
     store.handle_webhook_events(_rules_plan, 100, "test")
-    assert len(store.list_actions()) == 4
+    assert len(store.list_actions()) == 2 and store.webhook_event_counts() == (2, 0)
 
 
 def test_concurrent_handlers_plan_each_action_once(db_url: str) -> None:
@@ -189,7 +202,7 @@ def test_concurrent_handlers_plan_each_action_once(db_url: str) -> None:
         t.join(60)
     assert errors == []
     actions = stores[0].list_actions()
-    assert len(actions) == 120 and len({a.key for a in actions}) == 120
+    assert len(actions) == 60 and len({a.key for a in actions}) == 60  # the replies; hides wait
     assert sum(e.rule_actions or 0 for e in stores[0].webhook_events()) == 120
     for s in stores:
         s.close()
