@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
 
+import scheduler.store.webhooks as wh
 from scheduler.clock import to_naive_utc
 from scheduler.engage.events import WebhookEvent
-from scheduler.store import webhooks as wh
 from scheduler.store.records import Planned
 from scheduler.store.webhooks import DeliveryRecord, EventRecord, ForwardTarget, Plan
 
