@@ -30,8 +30,8 @@ from .faults import (
 from .messaging import MessagingOps
 from .processing import MediaRule
 from .publishing import PublishingOps
+from .subscriptions import SubscriptionOps
 from .usage import APP_USAGE_SHAPES, Verdict
-from .webhooks import SubscriptionOps
 
 # Settings that `configure` sets as plain attributes, with their types.
 _PLAIN_SETTINGS: dict[str, type] = {
