@@ -153,6 +153,9 @@ def test_sigkill_while_rules_handle_200_comments_acts_exactly_once(
     assert set(replies) == set(comment_ids) and set(replies.values()) == {1}, replies.most_common(3)
     dms = Counter(r["body"]["recipient"]["comment_id"] for r in calls if r["endpoint"] == "messages")
     assert set(dms.values()) <= {1}, dms.most_common(3)
-    done_dms = [a for a in actions if a.kind == "private_reply" and a.state == "done"]
-    assert len(dms) >= len(done_dms) >= EVENTS - kills
+    done_dms = {a.target for a in actions if a.kind == "private_reply" and a.state == "done"}
+    assert done_dms <= set(dms) and len(done_dms) > EVENTS // 2
+    # a kill while a private reply was out leaves it `unknown` (never re-sent by itself)
+    unknown = {a.target for a in actions if a.kind == "private_reply" and a.state == "unknown"}
+    assert unknown, "no kill landed while an action was in flight; the test proved little"
     assert all(emu.state.get_comment(c).hidden for c in comment_ids)
