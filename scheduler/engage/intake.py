@@ -12,6 +12,7 @@ from scheduler.engage.events import WebhookEvent
 from scheduler.engage.forwarding import target_host, target_id
 from scheduler.engage.receiver import WebhookReceiver, receiver_from_settings
 from scheduler.engage.rules import account_names
+from scheduler.redaction import remember_secret
 from scheduler.store import ForwardTarget, Store
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ class WebhookIntake:
         # retrying its deliveries for 36 hours, a post's time does not wait
         try:
             receiver = receiver_from_settings(self.settings.webhooks, self.sink)
+            remember_secret(receiver.config.app_secret)  # never in a log line from here on
+            remember_secret(receiver.config.verify_token)
             self.address = await receiver.start(*listen)
         except (SecretMissing, OSError) as e:
             log.error("webhook receiver not started: %s", e)
