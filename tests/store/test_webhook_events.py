@@ -49,7 +49,7 @@ def test_a_batch_delivered_three_times_is_stored_once(store: Store) -> None:
     batch = _batch(_message(SHOP, "42", "m_1", "hi", 1764500000000),
                    _comment(SHOP, "18010000000000001", "sale?"),
                    _message("999", "43", "m_2", "to an unknown account", 1764500001000))
-    first = store.store_webhook_events(batch, NAMES, [T1, T2])
+    first = store.store_webhook_events(batch + batch, NAMES, [T1, T2])  # two deliveries in one transaction
     assert len(first) == 3
     assert store.store_webhook_events(batch, NAMES, [T1, T2]) == []
     assert store.store_webhook_events(list(reversed(batch)), NAMES, [T1, T2]) == []
