@@ -60,21 +60,29 @@ class StoreSink:
             while self._pending and size < MAX_GROUP_EVENTS:
                 group.append(self._pending.pop(0))
                 size += len(group[-1][0])
-            events = [e for batch, _ in group for e in batch]
-            try:
-                new = await asyncio.to_thread(self.store.store_webhook_events, events, self.names, self.targets)
-            except Exception as e:
-                for _, done in group:
-                    if not done.done():
-                        done.set_exception(e)
-                continue
-            self.transactions += 1
+            await self._store(group)
+
+    async def _store(self, group: list[tuple[Sequence[WebhookEvent], asyncio.Future[None]]]) -> None:
+        events = [e for batch, _ in group for e in batch]
+        try:
+            new = await asyncio.to_thread(self.store.store_webhook_events, events, self.names, self.targets)
+        except Exception as e:
+            if len(group) > 1:
+                # one batch the database refuses must not fail the others stored with it
+                for one in group:
+                    await self._store([one])
+                return
             for _, done in group:
                 if not done.done():
-                    done.set_result(None)
-            if new:
-                self.stored += len(new)
-                self.on_stored()
+                    done.set_exception(e)
+            return
+        self.transactions += 1
+        for _, done in group:
+            if not done.done():
+                done.set_result(None)
+        if new:
+            self.stored += len(new)
+            self.on_stored()
 
 
 class WebhookIntake:

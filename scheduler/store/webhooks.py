@@ -10,6 +10,7 @@ already serialises them).
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -111,13 +112,28 @@ def _event_row(e: WebhookEvent, account: str | None, now: datetime) -> dict[str,
     return {
         "dedup_key": e.dedup_key, "kind": e.kind, "account": account,
         "ig_account_id": e.ig_account_id, "sender_id": e.sender_id,
-        "recipient_id": e.recipient_id, "text": e.text, "payload": e.payload,
+        "recipient_id": e.recipient_id, "text": _clean(e.text), "payload": _clean(e.payload),
         "media_id": e.media_id, "comment_id": e.comment_id, "parent_id": e.parent_id,
-        "username": e.username, "is_echo": e.is_echo,
-        "attachments": [dict(a) for a in e.attachments] or None,
+        "username": _clean(e.username), "is_echo": e.is_echo,
+        "attachments": [_clean(dict(a)) for a in e.attachments] or None,
         "occurred_at": to_naive_utc(e.timestamp) if e.timestamp else None,
-        "raw": e.raw, "received_at": now,
+        "raw": _clean(e.raw), "received_at": now,
     }
+
+
+def _clean(value: Any) -> Any:
+    """Text a database can hold: PostgreSQL refuses NUL, and no UTF-8 has lone surrogates
+    (JSON's escapes allow both). Each becomes U+FFFD on both databases (the raw item keeps a
+    NUL as its escape), so one odd character never makes Meta retry a batch for 36 hours."""
+    if isinstance(value, str):
+        if value.isprintable() or ("\x00" not in value and value.isascii()):
+            return value
+        return "".join("\ufffd" if c == "\x00" or "\ud800" <= c <= "\udfff" else c for c in value)
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
 
 
 def store_events(
@@ -129,8 +145,11 @@ def store_events(
     if not batch:
         return []
     rows = [_event_row(e, names.get(e.ig_account_id), now) for e in batch]
-    stmt = _insert(conn, events).on_conflict_do_nothing(index_elements=["dedup_key"])
-    inserted = conn.execute(stmt.returning(events.c.id, events.c.dedup_key), rows).all()
+    if conn.dialect.name == "postgresql":
+        inserted = _insert_events_pg(conn, rows)
+    else:
+        stmt = _insert(conn, events).on_conflict_do_nothing(index_elements=["dedup_key"])
+        inserted = list(conn.execute(stmt.returning(events.c.id, events.c.dedup_key), rows).all())
     ids = {key: event_id for event_id, key in inserted}
     new_ids = sorted(ids.values())
     if targets and ids:
@@ -143,6 +162,33 @@ def store_events(
         ])
     _note_inbound(conn, [e for e in batch if e.dedup_key in ids], ids, names, now)
     return new_ids
+
+
+# PostgreSQL: the batch goes as one JSON parameter, so the statement's text is the same for
+# every batch (the driver prepares it once; a VALUES list of varying length is parsed anew
+# each time, which costs more than the insert itself)
+_PG_TYPES = {
+    "dedup_key": "text", "kind": "text", "account": "text", "ig_account_id": "text",
+    "sender_id": "text", "recipient_id": "text", "text": "text", "payload": "text",
+    "media_id": "text", "comment_id": "text", "parent_id": "text", "username": "text",
+    "is_echo": "boolean", "attachments": "json", "occurred_at": "timestamp", "raw": "text",
+    "received_at": "timestamp",
+}
+_PG_COLUMNS = ", ".join(_PG_TYPES)
+_PG_INSERT = sa.text(
+    f"INSERT INTO events ({_PG_COLUMNS}) "
+    f"SELECT {_PG_COLUMNS} FROM json_to_recordset(CAST(:rows AS json)) "
+    f"AS r({', '.join(f'{k} {t}' for k, t in _PG_TYPES.items())}, n integer) ORDER BY n "
+    "ON CONFLICT (dedup_key) DO NOTHING RETURNING id, dedup_key"
+)
+
+
+def _insert_events_pg(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    doc = [
+        {**{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}, "n": i}
+        for i, row in enumerate(rows)
+    ]
+    return list(conn.execute(_PG_INSERT, {"rows": json.dumps(doc, ensure_ascii=False)}).all())
 
 
 def _note_inbound(conn: Connection, batch: Sequence[WebhookEvent], ids: Mapping[str, int],

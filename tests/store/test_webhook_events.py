@@ -206,3 +206,13 @@ def test_concurrent_handlers_plan_each_action_once(db_url: str) -> None:
     assert sum(e.rule_actions or 0 for e in stores[0].webhook_events()) == 120
     for s in stores:
         s.close()
+
+
+def test_text_a_database_cannot_hold_is_stored_as_replacement_characters(store: Store) -> None:
+    [event] = normalise({"object": "instagram", "entry": [{"id": SHOP, "time": 1764500000000, "messaging": [{
+        "sender": {"id": "42"}, "recipient": {"id": SHOP}, "timestamp": 1764500000000,
+        "message": {"mid": "m_nul", "text": "a\u0000b\ud800c", "attachments": [{"type": "x\u0000"}]}}]}]}).events
+    assert store.store_webhook_events([event], NAMES)
+    [stored] = store.webhook_events()
+    assert stored.text == "a\ufffdb\ufffdc" and stored.attachments == [{"type": "x\ufffd"}]
+    assert "\\u0000" in stored.raw  # the item as received, escaped
