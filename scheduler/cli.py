@@ -16,6 +16,7 @@ from scheduler import __version__
 from scheduler.clikit import ACTOR, Ctx, db_error_text, handled, problems_exit
 from scheduler.clock import iso
 from scheduler.commands import engagement
+from scheduler.commands.webhooks import events, webhooks
 from scheduler.config import Settings, startup_problems
 from scheduler.engage.actions import queued_message_action
 from scheduler.lifecycle import ACTIVE, FINISHED
@@ -348,6 +349,8 @@ def emulator(host: str, port: int) -> None:
     serve(host, port)
 
 
+main.add_command(events)
+main.add_command(webhooks)
 main.add_command(engagement.comments)
 main.add_command(engagement.message)
 main.add_command(engagement.profile)

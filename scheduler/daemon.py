@@ -18,6 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from scheduler.clock import SYSTEM_CLOCK, Clock, utcnow
 from scheduler.config import Settings
+from scheduler.engage.duties import WebhookDuties
 from scheduler.engage.duty import ActionDuty
 from scheduler.inbox import scan_inbox
 from scheduler.lifecycle import ACTIVE
@@ -47,6 +48,7 @@ class Daemon:
         self._timer = AsyncIOScheduler(timezone="UTC")
         self.steps_done = 0
         self._claiming = False
+        self.webhooks = WebhookDuties(settings, store, self.identity, on_actions=self.actions.kick)
 
     def stop(self) -> None:
         self._stop.set()
@@ -76,6 +78,7 @@ class Daemon:
         self._timer.add_job(self._tick, "interval", seconds=self.settings.daemon.tick_s,
                             id="tick", coalesce=True, max_instances=1, misfire_grace_time=None)
         self.rt.calllog.start()
+        await self.webhooks.start()
         self.actions.start()
         wd = watchdog_interval_s()
         if wd:
@@ -95,6 +98,7 @@ class Daemon:
                     break
         finally:
             notify("STOPPING=1")
+            await self.webhooks.stop()
             await self._drain()
             await self.actions.stop()
             self._timer.shutdown(wait=False)

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 
 from aiohttp import web
 
+from scheduler.config import Settings
+from scheduler.daemon import Daemon
 from scheduler.engage.events import WebhookEvent
 from scheduler.engage.receiver import ReceiverConfig, Sink, WebhookReceiver
+from scheduler.store import Store
 
 PATH = "/webhooks/instagram"
 SECRET = "test-app-secret"
@@ -89,7 +93,8 @@ class RelayTarget:
     `answers` is a list of statuses to give, one per request (then 200); `delay_s` slows
     every answer down."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
+        self.port = port
         self.received: list[tuple[dict[str, str], bytes]] = []
         self.answers: list[int] = []
         self.delay_s = 0.0
@@ -116,7 +121,7 @@ class RelayTarget:
             asyncio.set_event_loop(self._loop)
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
             self._loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, "127.0.0.1", 0)
+            site = web.TCPSite(runner, "127.0.0.1", self.port)
             self._loop.run_until_complete(site.start())
             self.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook/abc"
             ready.set()
@@ -144,3 +149,56 @@ def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
         task.cancel()
     if pending:
         loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+
+
+class DaemonThread:
+    """`igsched run` in a background thread's event loop (its receiver on a free port), so
+    a test can talk to it over HTTP while it runs; stopped as SIGTERM would."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.daemon = Daemon(settings, store)
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self.failure: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        address = self.daemon.webhooks.intake.address
+        assert address is not None, "the daemon serves no receiver"
+        return f"http://{address[0]}:{address[1]}{self.daemon.settings.webhooks.path}"
+
+    def __enter__(self) -> DaemonThread:
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            try:
+                self._loop.run_until_complete(self.daemon.run())
+            except BaseException as e:  # the test says so when it stops the daemon
+                self.failure = e
+            finally:
+                _cancel_leftovers(self._loop)
+                self._loop.close()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while self.daemon.webhooks.intake.address is None and self.daemon.settings.webhooks.listen:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"the daemon's receiver did not start ({self.failure!r})")
+            time.sleep(0.02)
+        return self
+
+    def wait_for(self, done: Callable[[], bool], timeout_s: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the daemon did not get there in time")
+            time.sleep(0.05)
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._loop.call_soon_threadsafe(self.daemon.stop)
+        if self._thread is not None:
+            self._thread.join(30)
+        if self.failure is not None and et is None:
+            raise self.failure

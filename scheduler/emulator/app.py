@@ -74,6 +74,7 @@ _ENDPOINTS: dict[tuple[str, str, str | None], str] = {
     ("comment", "POST", "replies"): "replies",
     ("account", "POST", "messages"): "messages",
     ("person", "GET", None): "profile",
+    ("account", "POST", "subscribed_apps"): "subscribed_apps",
 }
 
 
@@ -357,6 +358,7 @@ HANDLERS: dict[str, Handler] = {
     "refresh_access_token": _refresh,
     "messages": _messages,
     "profile": _profile,
+    "subscribed_apps": lambda c: c.state.subscribe_app(c.account or "", c.params),
 }
 
 

@@ -27,6 +27,7 @@ ENDPOINTS = (
     "refresh_access_token",  # GET /refresh_access_token
     "messages",  # POST /{ig-user-id|page-id|me}/messages (Send API, private replies)
     "profile",  # GET /{igsid}
+    "subscribed_apps",  # POST /{ig-user-id}/subscribed_apps (webhook fields)
     "unknown",  # anything else
 )
 

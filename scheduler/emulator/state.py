@@ -30,6 +30,7 @@ from .faults import (
 from .messaging import MessagingOps
 from .processing import MediaRule
 from .publishing import PublishingOps
+from .subscriptions import SubscriptionOps
 from .usage import APP_USAGE_SHAPES, Verdict
 
 # Settings that `configure` sets as plain attributes, with their types.
@@ -41,7 +42,7 @@ _PLAIN_SETTINGS: dict[str, type] = {
 }
 
 
-class EmulatorState(PublishingOps, CommentOps, MessagingOps):
+class EmulatorState(PublishingOps, CommentOps, MessagingOps, SubscriptionOps):
     """Everything the fake Graph API knows, and the switches that change its behaviour.
 
     `EmulatorState(clock=time.time, seed=0)`; `clock_offset_s` (settable) and `advance()`

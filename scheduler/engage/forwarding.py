@@ -8,12 +8,14 @@ the pieces without state: the body, the schedule and one delivery attempt.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -112,3 +114,15 @@ async def deliver(
     if 200 <= resp.status_code < 300:
         return DeliveryOutcome(True, resp.status_code, None, elapsed)
     return DeliveryOutcome(False, resp.status_code, f"HTTP {resp.status_code}", elapsed)
+
+
+def target_id(url: str) -> str:
+    """How the database names a forwarding target: a digest of its URL, because the URL's
+    path is often a secret of its own (n8n's webhook ids) and rows must not hold secrets."""
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def target_host(url: str) -> str:
+    """Scheme and host of a target, for people reading the deliveries."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"

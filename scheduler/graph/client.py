@@ -30,6 +30,7 @@ from scheduler.clock import SYSTEM_CLOCK, Clock, to_aware
 from scheduler.graph.endpoints import CREATE_CONTAINER
 from scheduler.graph.engagement import EngagementMixin
 from scheduler.graph.errors import ErrorClass, GraphError, GraphUnavailable, UploadError, redact
+from scheduler.graph.subscriptions import SubscriptionMixin
 from scheduler.graph.usage import Usage, parse_usage
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,7 @@ _CONNECT_ERRORS = (
 # --- the client ----------------------------------------------------------------------------
 
 
-class GraphClient(EngagementMixin):
+class GraphClient(EngagementMixin, SubscriptionMixin):
     def __init__(
         self,
         base_url: str,

@@ -52,6 +52,7 @@ from scheduler.store.records import (
     PostRecord,
     ProfileRecord,
 )
+from scheduler.store.webhook_store import DeliveryRecord, EventRecord, ForwardTarget, WebhookStore
 
 __all__ = [
     "AccountRecord", "ActionChanges", "ActionNotFound", "ActionRecord", "BudgetCheck", "CallLike",
@@ -60,6 +61,7 @@ __all__ = [
     "QuotaCheck", "SchemaBehind", "Store", "TransitionNotAllowed", "UsageFigures",
     "current_revision", "head_revision", "safe_url", "upgrade", "upgrade_database",
 ]  # fmt: skip
+__all__ += ["DeliveryRecord", "EventRecord", "ForwardTarget"]  # webhook side
 
 
 def upgrade_database(url: str) -> None:
@@ -80,7 +82,7 @@ class UsageFigures:
     regain_s: float
 
 
-class Store:
+class Store(WebhookStore):  # webhook events: store/webhook_store.py
     def __init__(self, url: str, upgrade: bool = True, clock: Clock | None = None) -> None:
         """`clock`: the time that decides due-ness. By default the system clock on SQLite and
         the database's clock on PostgreSQL; tests pass a FakeClock to drive both."""

@@ -1,0 +1,95 @@
+"""The rules' outbox: stored events handled in order, each in the transaction that inserts
+its rule actions into `actions` and marks it handled (README "Webhooks and rules"), so a rule
+fires exactly once per event, across crashes and replicas. The daemon runs the actions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from scheduler.config import Settings
+from scheduler.engage.rules import plan_actions
+from scheduler.store import EventRecord, NewAction, Planned, Store
+
+log = logging.getLogger(__name__)
+BATCH = 200  # events handled per transaction
+LAST_KINDS = ("hide",)  # planned once the event's other actions are finished
+
+
+class RuleOutbox:
+    """start() / stop(); `wake()` when new events were stored."""
+
+    def __init__(self, settings: Settings, store: Store, identity: str,
+                 on_actions: Callable[[], None]) -> None:
+        self.settings = settings
+        self.store = store
+        self.actor = identity
+        self.on_actions = on_actions
+        self.handled = 0
+        self.planned = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="igsched-rules")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def plan(self, event: EventRecord) -> tuple[list[NewAction], list[NewAction]]:
+        """The actions the rules ask for: those to run now, and the hides, which wait until
+        the others are finished because Meta refuses a reply to a hidden comment (pure;
+        called inside the store's transaction). An event of an account that is not
+        configured plans nothing: there is no token to act with."""
+        if event.account is None or event.is_echo:
+            return [], []
+        now: list[NewAction] = []
+        later: list[NewAction] = []
+        for a in plan_actions(self.settings.rules, event.webhook_event(), event.id, event.account):
+            (later if a.kind in LAST_KINDS else now).append(NewAction(
+                key=a.key, account=event.account, kind=a.kind, target=a.target,
+                payload=dict(a.payload), source=a.source))
+        return now, later
+
+    async def round(self) -> int:
+        """Handle one batch of events, and release the actions that waited for others;
+        returns how many events were handled."""
+        done = await asyncio.to_thread(self.store.handle_webhook_events, self.plan, BATCH, self.actor)
+        released = await asyncio.to_thread(self.store.release_later_actions, self.actor)
+        planned = self._note(released)
+        for _, outcomes in done or []:
+            planned += self._note(outcomes)
+        self.handled += len(done or [])
+        self.planned += planned
+        if planned:
+            self.on_actions()
+        return len(done or [])
+
+    def _note(self, outcomes: list[Planned]) -> int:
+        for o in outcomes:
+            if o.outcome == "refused":
+                log.info("rule action %s not sent: %s", o.action.key, o.reason)
+        return sum(1 for o in outcomes if o.outcome == "new")
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()  # before looking: a wake during the round is not lost
+            try:
+                handled = await self.round()
+            except Exception:
+                log.exception("handling webhook events failed; trying again at the next tick")
+                handled = 0
+            if handled:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.daemon.tick_s)
