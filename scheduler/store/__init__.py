@@ -23,6 +23,7 @@ from scheduler.models import PostSpec
 from scheduler.store import accounts as acc
 from scheduler.store import claims, history, stats
 from scheduler.store import posts as qp
+from scheduler.store import service as svc
 from scheduler.store.claims import LeaseLost
 from scheduler.store.engine import (
     READ_ONLY,
@@ -37,6 +38,13 @@ from scheduler.store.engine import (
 )
 from scheduler.store.history import CallLike
 from scheduler.store.posts import NotAllowed, PostNotFound
+from scheduler.store.service import (
+    DaemonRecord,
+    NewNotification,
+    NotificationRecord,
+    PostEventSeen,
+    TokenState,
+)
 from scheduler.store.records import (
     AccountRecord,
     EnqueueReport,
@@ -47,6 +55,7 @@ from scheduler.store.records import (
 )
 
 __all__ = [
+    "DaemonRecord", "NewNotification", "NotificationRecord", "PostEventSeen", "TokenState",
     "AccountRecord", "CallLike", "DatabaseUnreachable", "EnqueueReport", "LeaseLost", "MediaChanges",
     "MediaRecord", "NotAllowed", "PostChanges", "PostNotFound", "PostRecord", "QuotaCheck",
     "SchemaBehind", "Store", "TransitionNotAllowed", "UsageFigures", "current_revision",
@@ -336,6 +345,111 @@ class Store:
                     "reauth_reason": a.reauth_reason,
                 })
         return out
+
+    # --- running as a service: tokens, heartbeats, notifications, status -----------------------
+    def token_state(self, account: str) -> TokenState | None:
+        with self._read() as conn:
+            return svc.token_state(conn, account)
+
+    def token_states(self) -> list[TokenState]:
+        with self._read() as conn:
+            return svc.token_states(conn)
+
+    def seed_token(self, account: str, fingerprint: str) -> TokenState:
+        """The account's token row for the configured token (a new login starts it afresh)."""
+        now = self.now()
+        with self._tx() as conn:
+            return svc.seed_token(conn, account, fingerprint, now)
+
+    def claim_refresh(self, account: str, version: int, owner: str, lease_s: float) -> bool:
+        now = self.now()
+        with self._tx() as conn:
+            return svc.claim_refresh(conn, account, version, owner, now, lease_s)
+
+    def store_refreshed(self, account: str, ciphertext: str, issued_at: datetime,
+                        expires_at: datetime | None) -> bool:
+        now = self.now()
+        with self._tx() as conn:
+            return svc.store_refreshed(conn, account, ciphertext, issued_at, expires_at, now)
+
+    def refresh_failed(self, account: str, owner: str, last_attempt_at: datetime, failures: int,
+                       not_before: datetime | None, error: str) -> None:
+        now = self.now()
+        with self._tx() as conn:
+            svc.refresh_failed(conn, account, owner, last_attempt_at, failures, not_before, error, now)
+
+    def daemon_started(self, identity: str, host: str, pid: int) -> None:
+        now = self.now()
+        with self._tx() as conn:
+            svc.daemon_started(conn, identity, host, pid, now)
+
+    def daemon_ticked(self, identity: str) -> None:
+        now = self.now()
+        with self._tx() as conn:
+            svc.daemon_ticked(conn, identity, now)
+
+    def daemon_stopped(self, identity: str, pid: int) -> None:
+        now = self.now()
+        with self._tx() as conn:
+            svc.daemon_stopped(conn, identity, pid, now)
+
+    def daemons(self) -> list[DaemonRecord]:
+        with self._read() as conn:
+            return svc.all_daemons(conn)
+
+    def add_notifications(self, rows: Sequence[NewNotification]) -> int:
+        """Record notifications; an occurrence already recorded for a target is skipped."""
+        now = self.now()
+        with self._tx() as conn:
+            return svc.add_notifications(conn, rows, now)
+
+    def claim_notifications(self, owner: str, lease_s: float, limit: int) -> list[NotificationRecord]:
+        now = self.now()
+        with self._tx() as conn:
+            return svc.claim_notifications(conn, owner, now, lease_s, limit)
+
+    def finish_notification(self, note_id: int, owner: str, state: str, attempts: int,
+                            next_attempt_at: datetime | None, error: str | None) -> bool:
+        now = self.now()
+        with self._tx() as conn:
+            return svc.finish_notification(conn, note_id, owner, state, attempts, next_attempt_at, error, now)
+
+    def notifications(self) -> list[NotificationRecord]:
+        with self._read() as conn:
+            return svc.list_notifications(conn)
+
+    def scan_cursor(self) -> datetime | None:
+        with self._read() as conn:
+            return svc.scan_cursor(conn)
+
+    def move_scan_cursor(self, to: datetime) -> None:
+        now = self.now()
+        with self._tx() as conn:
+            svc.move_scan_cursor(conn, to, now)
+
+    def post_events_since(self, since: datetime, states: Sequence[str]) -> list[PostEventSeen]:
+        with self._read() as conn:
+            return svc.post_events_since(conn, since, states)
+
+    def deferred_since(self, due_before: datetime) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            return svc.deferred_since(conn, due_before)
+
+    def status_figures(self) -> dict[str, Any]:
+        """What `igsched status` and the metrics read: posts (and actions, when the database
+        has them) by state, the next due post, accounts needing re-authorisation, daemons,
+        token rows and notifications by state, in one read."""
+        with self._read() as conn:
+            return {
+                "now": self.now(),
+                "posts": svc.posts_by_state(conn),
+                "actions": svc.rows_by_state(conn, "actions"),
+                "next_due": svc.next_due_post(conn),
+                "reauth": svc.reauth_accounts(conn),
+                "daemons": svc.all_daemons(conn),
+                "tokens": svc.token_states(conn),
+                "notifications": svc.notification_counts(conn),
+            }
 
 
 @dataclass(frozen=True)
