@@ -13,6 +13,7 @@ import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -23,10 +24,22 @@ from scheduler.lifecycle import ACTIVE
 from scheduler.pipeline.runtime import Runtime
 from scheduler.pipeline.worker import work
 from scheduler.sdnotify import notify, watchdog_interval_s
+from scheduler.service.exporter import MetricsExporter
+from scheduler.service.heartbeat import Heartbeat
+from scheduler.service.outbox import Outbox
+from scheduler.service.renewal import TokenRenewal
 from scheduler.store import Store
 
 log = logging.getLogger(__name__)
 DRAIN_S = 20.0
+
+
+class Duty(Protocol):
+    """A background duty beside the publishing loop (its own module: start, stop)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class Daemon:
@@ -45,6 +58,9 @@ class Daemon:
         self._timer = AsyncIOScheduler(timezone="UTC")
         self.steps_done = 0
         self._claiming = False
+        # background duties, each in its own module (README "Running it for months")
+        self.duties: list[Duty] = [Heartbeat(self.rt), TokenRenewal(self.rt), Outbox(self.rt),
+                       *MetricsExporter.configured(self.rt)]
 
     def stop(self) -> None:
         self._stop.set()
@@ -74,6 +90,8 @@ class Daemon:
         self._timer.add_job(self._tick, "interval", seconds=self.settings.daemon.tick_s,
                             id="tick", coalesce=True, max_instances=1, misfire_grace_time=None)
         self.rt.calllog.start()
+        for duty in self.duties:
+            await duty.start()
         wd = watchdog_interval_s()
         if wd:
             self._timer.add_job(notify, "interval", args=["WATCHDOG=1"], seconds=wd, id="watchdog")
@@ -94,6 +112,11 @@ class Daemon:
             notify("STOPPING=1")
             await self._drain()
             self._timer.shutdown(wait=False)
+            for duty in reversed(self.duties):
+                try:
+                    await duty.stop()
+                except Exception:
+                    log.warning("stopping %s failed", type(duty).__name__, exc_info=True)
             await self.rt.aclose()
         log.info("igsched daemon %s stopped", self.identity)
         return 0

@@ -38,13 +38,6 @@ from scheduler.store.engine import (
 )
 from scheduler.store.history import CallLike
 from scheduler.store.posts import NotAllowed, PostNotFound
-from scheduler.store.service import (
-    DaemonRecord,
-    NewNotification,
-    NotificationRecord,
-    PostEventSeen,
-    TokenState,
-)
 from scheduler.store.records import (
     AccountRecord,
     EnqueueReport,
@@ -53,14 +46,22 @@ from scheduler.store.records import (
     PostChanges,
     PostRecord,
 )
+from scheduler.store.service import (
+    DaemonRecord,
+    NewNotification,
+    NotificationRecord,
+    PostEventSeen,
+    TokenState,
+)
 
 __all__ = [
-    "DaemonRecord", "NewNotification", "NotificationRecord", "PostEventSeen", "TokenState",
     "AccountRecord", "CallLike", "DatabaseUnreachable", "EnqueueReport", "LeaseLost", "MediaChanges",
     "MediaRecord", "NotAllowed", "PostChanges", "PostNotFound", "PostRecord", "QuotaCheck",
     "SchemaBehind", "Store", "TransitionNotAllowed", "UsageFigures", "current_revision",
     "head_revision", "safe_url", "upgrade", "upgrade_database",
 ]  # fmt: skip
+# running as a service (README "Running it for months")
+__all__ += ["DaemonRecord", "NewNotification", "NotificationRecord", "PostEventSeen", "TokenState"]
 
 
 def upgrade_database(url: str) -> None:
