@@ -14,10 +14,12 @@ import click
 
 from scheduler import __version__
 from scheduler.clikit import ACTOR, Ctx, db_error_text, handled, problems_exit
+from scheduler.commands.service import status, tokens
 from scheduler.config import Settings, startup_problems
 from scheduler.lifecycle import ACTIVE, FINISHED
-from scheduler.logformat import setup_logging
+from scheduler.logformat import remember_secrets, setup_logging
 from scheduler.problems import InvalidInput, Problem
+from scheduler.service.credentials import configured_tokens
 from scheduler.store import (
     DatabaseUnreachable,
     PostNotFound,
@@ -51,6 +53,9 @@ def run(obj: Ctx) -> None:
 
     settings = obj.settings()
     _setup_logging(settings.log_level, settings.log_format)
+    # every line is cut of the configured tokens (and, once the daemon has read them, of the
+    # refreshed ones), whatever message quotes them
+    remember_secrets(configured_tokens(settings))
     for problem in startup_problems(settings):  # once, at start; affected posts wait
         logging.getLogger("igsched").warning("configuration: %s", problem)
     store = obj.store(upgrade=True)
@@ -326,3 +331,7 @@ def emulator(host: str, port: int) -> None:
     _setup_logging("INFO")
     click.echo(f"fake Graph API on http://{host}:{port} (set graph.base_url to this)", err=True)
     serve(host, port)
+
+
+main.add_command(status)
+main.add_command(tokens)

@@ -14,6 +14,17 @@ from scheduler.service.tokens import Flavour, choose_token, flavour
 from scheduler.store import Store, TokenState
 
 
+def configured_tokens(settings: Settings) -> list[str]:
+    """The tokens the configuration holds now (unreadable ones are reported elsewhere)."""
+    out = []
+    for acct in settings.accounts:
+        try:
+            out.append(acct.token())
+        except TokenMissing:
+            continue
+    return out
+
+
 class TokenProvider:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings

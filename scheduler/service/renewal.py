@@ -58,6 +58,10 @@ class TokenRenewal:
 
     async def start(self) -> None:
         if self.rt.tokens.refreshes and self._task is None:
+            try:  # redaction knows the stored tokens before the daemon logs a line about work
+                await asyncio.to_thread(self.rt.tokens.remember_stored)
+            except Exception:
+                log.warning("could not read the stored tokens", exc_info=True)
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="igsched-tokens")
 
     async def stop(self) -> None:
@@ -68,8 +72,6 @@ class TokenRenewal:
             self._task = None
 
     async def _loop(self) -> None:
-        with contextlib.suppress(Exception):  # redaction knows stored tokens before any line
-            await asyncio.to_thread(self.rt.tokens.remember_stored)
         while True:
             try:
                 await self.run_once()
