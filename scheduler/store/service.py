@@ -226,8 +226,8 @@ def add_notifications(conn: Connection, rows: Sequence[NewNotification], now: da
             event=r.event, occurrence=r.occurrence, target_id=r.target_id, account=r.account,
             key=r.key, body=r.body, state="pending", attempts=0, next_attempt_at=now,
             created_at=now,
-        ).on_conflict_do_nothing(index_elements=["occurrence", "target_id"])
-        added += conn.execute(stmt).rowcount or 0
+        ).on_conflict_do_nothing(index_elements=["occurrence", "target_id"]).returning(notifications.c.id)
+        added += len(conn.execute(stmt).all())
     return added
 
 
