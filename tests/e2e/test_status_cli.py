@@ -14,7 +14,16 @@ import pytest
 from scheduler.clock import FakeClock, utcnow
 from scheduler.emulator import RunningEmulator
 from scheduler.store import Store
-from tests.kinds_support import SHOP_ID, TOKENS, at_in, by_key, enqueue_yaml, media_url, run_daemon, warped_emulator
+from tests.kinds_support import (
+    SHOP_ID,
+    TOKENS,
+    at_in,
+    by_key,
+    enqueue_yaml,
+    media_url,
+    run_daemon,
+    warped_emulator,
+)
 from tests.service_support import cli, service_config, settings_of, write_config
 
 
