@@ -46,7 +46,7 @@ def emu(clock: FakeClock) -> Iterator[RunningEmulator]:
 
 
 def _status(config: Path) -> tuple[int, dict[str, Any]]:
-    code, out, err = cli(config, "status", "--json")
+    code, out, _ = cli(config, "status", "--json")
     text_code, text, _ = cli(config, "status")
     assert text_code == code, text
     assert ("healthy" in text.splitlines()[0]) == (code == 0)
