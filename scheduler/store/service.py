@@ -136,8 +136,10 @@ def seed_token(conn: Connection, account: str, fingerprint: str, now: datetime) 
         "last_attempt_at": None, "failures": 0, "not_before": None, "last_error": None,
         "lease_owner": None, "lease_until": None, "updated_at": now,
     }
-    if row is None:
-        conn.execute(account_tokens.insert().values(account=account, version=0, **fresh))
+    if row is None:  # two daemons starting at once may both get here: the first one wins
+        ins = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        conn.execute(ins(account_tokens).values(account=account, version=0, **fresh)
+                     .on_conflict_do_nothing(index_elements=["account"]))
     elif row.seeded_fingerprint != fingerprint:
         conn.execute(account_tokens.update().where(account_tokens.c.account == account)
                      .values(version=row.version + 1, **fresh))
