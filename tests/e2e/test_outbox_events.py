@@ -19,7 +19,16 @@ from scheduler.pipeline.runtime import Runtime
 from scheduler.service.outbox import Outbox
 from scheduler.store import Store
 from tests.helpers import image_spec
-from tests.kinds_support import SHOP_ID, TOKENS, media_url
+from tests.kinds_support import (
+    SHOP_ID,
+    TOKENS,
+    at_in,
+    by_key,
+    enqueue_yaml,
+    media_url,
+    run_daemon,
+    warped_emulator,
+)
 from tests.service_support import run_beside, service_config, settings_of, wait_for
 
 
@@ -94,3 +103,35 @@ def test_token_expiring_at_7_and_1_days_and_needs_reauth_once_each(db_url: str) 
     assert "log in again" in body["reason"] and "IGSCHED_TEST_TOKEN_SHOP" in body["reason"]
     expiring = json.loads(store.notifications()[0].body)
     assert expiring["account"] == "shop" and "6.5 days" in expiring["reason"]
+
+
+def test_a_post_still_deferred_past_its_time_is_late_once(db_url: str, tmp_path: Path) -> None:
+    """The quota is full: the second post waits (deferred) for a slot; once it is more than
+    late_after_s (two days here) past its time, post_late is recorded, once."""
+    clock = FakeClock()
+    with warped_emulator(clock) as emu:
+        emu.state.add_account(SHOP_ID, username="shop", token=TOKENS["shop"], quota_total=1)
+        cfg = service_config(db_url, emu.base_url, notify=[{"url": "http://127.0.0.1:9/hook"}],
+                             notifications={"late_after_s": 2 * 86400})
+        settings = settings_of(cfg)
+        store = Store(db_url, clock=clock)
+        enqueue_yaml(store, settings, "account: shop\nposts:\n" + "".join(
+            f"  - {{key: q{i}, at: {at_in(5 + i)}, image: {media_url(emu, f'q{i}.jpg')}}}\n" for i in range(2)))
+        run_daemon(settings, store, timeout_s=30, until=lambda: by_key(store)["q1"].state == "deferred")
+
+        async def scans() -> list[int]:
+            rt = Runtime(settings, store, "t", clock)
+            box = Outbox(rt)
+            try:
+                counts = [await box.scan()]  # deferred (the time warp may have run a day): not late yet
+                clock.advance(2 * 86400)
+                counts += [await box.scan(), await box.scan()]
+                return counts
+            finally:
+                await rt.aclose()
+
+        assert asyncio.run(scans()) == [0, 1, 0]
+    [late] = store.notifications()
+    doc = json.loads(late.body)
+    assert (doc["event"], doc["key"], doc["state"]) == ("post_late", "q1", "deferred")
+    assert "quota" in doc["reason"]
