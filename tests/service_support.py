@@ -15,7 +15,6 @@ from click.testing import CliRunner
 from scheduler.cli import main
 from scheduler.config import Settings, settings_from_dict
 from scheduler.daemon import Daemon
-from scheduler.store import Store
 from tests.kinds_support import SHOP_ID
 
 SHOP = {"name": "shop", "ig_user_id": SHOP_ID, "token_env": "IGSCHED_TEST_TOKEN_SHOP"}
@@ -70,7 +69,3 @@ async def wait_for(check: Callable[[], bool], timeout_s: float = 20.0, every_s: 
         if loop.time() > deadline:
             raise TimeoutError("the condition did not come true in time")
         await asyncio.sleep(every_s)
-
-
-def daemon(settings: Settings, store: Store) -> Daemon:
-    return Daemon(settings, store)
