@@ -19,7 +19,7 @@ from scheduler.clock import FakeClock
 from scheduler.daemon import Daemon
 from scheduler.emulator import RunningEmulator
 from scheduler.graph import GraphClient, GraphError
-from scheduler.logformat import setup_logging
+from scheduler.logformat import QUIET_LOGGERS, setup_logging
 from scheduler.service.secrets import read_key_file
 from scheduler.store import Store
 from tests.kinds_support import (
@@ -87,6 +87,7 @@ def test_a_55_day_old_token_is_refreshed_once_and_every_daemon_publishes_with_th
     monkeypatch.setenv("IGSCHED_TEST_TOKEN_SHOP", OLD)
     caplog.set_level(logging.DEBUG)
     shipped = io.StringIO()
+    levels = {name: logging.getLogger(name).level for name in ("", *QUIET_LOGGERS)}
     setup_logging("DEBUG", "json", shipped)  # the daemon's own log handler, as `run` sets it up
     cfg = service_config(db_url, emu.base_url, graph={"login": "instagram"}, tokens={"check_s": 0.05})
     first, second = settings_of(cfg), settings_of(cfg, identity="second")
@@ -148,10 +149,12 @@ def test_a_55_day_old_token_is_refreshed_once_and_every_daemon_publishes_with_th
         for text in texts:
             assert new not in text and OLD not in text
         assert "refreshed" in shipped.getvalue()  # the log says what happened, not the token
-    finally:
+    finally:  # leave logging as other tests expect it
         root = logging.getLogger()
         for h in [h for h in root.handlers if h.get_name() == "igsched"]:
             root.removeHandler(h)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def test_a_configured_token_that_differs_from_the_seeded_one_wins(
