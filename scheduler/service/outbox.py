@@ -10,8 +10,8 @@ that are due, each under a short lease, retrying with backoff; a restart loses n
 Nothing here runs on the publishing path: this is its own task, and every delivery is bounded
 by its target's timeout.
 
-More events plug in as one more scanner (`Outbox.scanners`): an engagement-actions scanner
-adds `action_failed` occurrences the same way, from the `actions` table.
+More events plug in as one more scanner (`Outbox.scanners`). `action_failed` comes from the
+engagement `actions` table, and is simply never found in a database without one.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ class Outbox:
         self.targets = {target_id(t): t for t in self.settings.notify}
         self.lease_s = max((t.timeout_s for t in self.settings.notify), default=10.0) + 30.0
         # each: (since, now) → [(occurrence key, notification)]
-        self.scanners: list[Scanner] = [self._posts, self._deferred, self._reauth, self._expiring]
+        self.scanners: list[Scanner] = [self._posts, self._deferred, self._reauth, self._expiring,
+                                        self._actions]
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -168,6 +169,15 @@ class Outbox:
                                      f"the token expires in {left:.1f} days and refreshing it has "
                                      f"not worked; {relogin_advice(acct)}", None)))
         return out
+
+    async def _actions(self, since: datetime, now: datetime) -> list[tuple[str, Notification]]:
+        failed = await self.rt.db(self.rt.store.failed_actions_since, since)
+        return [
+            (occurrence_key("action_failed", a["id"]), Notification(
+                "action_failed", a["done_at"] or now, a["account"], a["key"], "failed",
+                f"{a['kind']}: {a['error'] or 'no reason recorded'}", None))
+            for a in failed or []
+        ]
 
     # --- delivering ---------------------------------------------------------------------
     async def deliver_due(self) -> int:

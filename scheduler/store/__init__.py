@@ -436,6 +436,11 @@ class Store:
         with self._read() as conn:
             return svc.deferred_since(conn, due_before)
 
+    def failed_actions_since(self, since: datetime) -> list[dict[str, Any]] | None:
+        """Failed engagement actions (None: this database has no actions table)."""
+        with self._read() as conn:
+            return svc.failed_actions_since(conn, since)
+
     def status_figures(self) -> dict[str, Any]:
         """What `igsched status` and the metrics read: posts (and actions, when the database
         has them) by state, the next due post, accounts needing re-authorisation, daemons,

@@ -312,6 +312,25 @@ def deferred_since(conn: Connection, due_before: datetime) -> list[dict[str, Any
     return [dict(r._mapping) for r in rows]
 
 
+# columns of `actions` (engagement, README "Command line") that an action_failed body needs
+ACTION_COLUMNS = ("id", "key", "account", "kind", "state", "error", "done_at")
+
+
+def failed_actions_since(conn: Connection, since: datetime) -> list[dict[str, Any]] | None:
+    """Engagement actions that failed since `since`; None when the database has no `actions`
+    table (or one without these columns), so notifications work with or without it."""
+    inspector = sa.inspect(conn)
+    if not inspector.has_table("actions"):
+        return None
+    if not set(ACTION_COLUMNS) <= {c["name"] for c in inspector.get_columns("actions")}:
+        return None
+    types: dict[str, Any] = {"id": sa.Integer, "done_at": sa.DateTime}
+    t = sa.table("actions", *(sa.column(c, types.get(c, sa.Text)) for c in ACTION_COLUMNS))
+    rows = conn.execute(sa.select(*t.c).where(t.c.state == "failed", t.c.done_at >= since)
+                        .order_by(t.c.id))
+    return [dict(r._mapping) for r in rows]
+
+
 # --- status ---------------------------------------------------------------------------------
 
 def posts_by_state(conn: Connection) -> dict[str, int]:

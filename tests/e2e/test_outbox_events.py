@@ -11,10 +11,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from scheduler.clock import FakeClock
 from scheduler.daemon import Daemon
 from scheduler.emulator import RunningEmulator
+from scheduler.lifecycle import PostMove
 from scheduler.pipeline.runtime import Runtime
 from scheduler.service.outbox import Outbox
 from scheduler.store import Store
@@ -22,12 +24,7 @@ from tests.helpers import image_spec
 from tests.kinds_support import (
     SHOP_ID,
     TOKENS,
-    at_in,
-    by_key,
-    enqueue_yaml,
     media_url,
-    run_daemon,
-    warped_emulator,
 )
 from tests.service_support import run_beside, service_config, settings_of, wait_for
 
@@ -105,33 +102,62 @@ def test_token_expiring_at_7_and_1_days_and_needs_reauth_once_each(db_url: str) 
     assert expiring["account"] == "shop" and "6.5 days" in expiring["reason"]
 
 
-def test_a_post_still_deferred_past_its_time_is_late_once(db_url: str, tmp_path: Path) -> None:
-    """The quota is full: the second post waits (deferred) for a slot; once it is more than
-    late_after_s (two days here) past its time, post_late is recorded, once."""
+def test_a_post_still_deferred_past_its_time_is_late_once(db_url: str) -> None:
+    """A post deferred for a full quota: once it is more than late_after_s past its time,
+    post_late is recorded, once."""
     clock = FakeClock()
-    with warped_emulator(clock) as emu:
-        emu.state.add_account(SHOP_ID, username="shop", token=TOKENS["shop"], quota_total=1)
-        cfg = service_config(db_url, emu.base_url, notify=[{"url": "http://127.0.0.1:9/hook"}],
-                             notifications={"late_after_s": 2 * 86400})
-        settings = settings_of(cfg)
-        store = Store(db_url, clock=clock)
-        enqueue_yaml(store, settings, "account: shop\nposts:\n" + "".join(
-            f"  - {{key: q{i}, at: {at_in(5 + i)}, image: {media_url(emu, f'q{i}.jpg')}}}\n" for i in range(2)))
-        run_daemon(settings, store, timeout_s=30, until=lambda: by_key(store)["q1"].state == "deferred")
+    cfg = service_config(db_url, "http://127.0.0.1:9", notify=[{"url": "http://127.0.0.1:9/hook"}],
+                         notifications={"late_after_s": 300})
+    settings = settings_of(cfg)
+    store = Store(db_url, clock=clock)
+    store.sync_accounts(settings.accounts)
+    store.enqueue([image_spec("q1", in_s=10)], "test")
+    [post] = store.claim_due("test", 60, 1)
+    store.transition(post, PostMove.TO_READY, "test", release=False)
+    store.transition(post, PostMove.TO_DEFERRED, "test", reason="publishing quota full (1/1 in the rolling window)")
 
-        async def scans() -> list[int]:
-            rt = Runtime(settings, store, "t", clock)
-            box = Outbox(rt)
-            try:
-                counts = [await box.scan()]  # deferred (the time warp may have run a day): not late yet
-                clock.advance(2 * 86400)
-                counts += [await box.scan(), await box.scan()]
-                return counts
-            finally:
-                await rt.aclose()
+    async def scans() -> list[int]:
+        rt = Runtime(settings, store, "t", clock)
+        box = Outbox(rt)
+        try:
+            counts = [await box.scan()]  # deferred, not yet late
+            clock.advance(400)
+            counts += [await box.scan(), await box.scan()]
+            return counts
+        finally:
+            await rt.aclose()
 
-        assert asyncio.run(scans()) == [0, 1, 0]
+    assert asyncio.run(scans()) == [0, 1, 0]
     [late] = store.notifications()
     doc = json.loads(late.body)
     assert (doc["event"], doc["key"], doc["state"]) == ("post_late", "q1", "deferred")
-    assert "quota" in doc["reason"]
+    assert "quota full" in doc["reason"]
+
+
+def test_a_failed_engagement_action_is_notified_once_and_no_actions_table_is_fine(db_url: str) -> None:
+    clock = FakeClock()
+    cfg = service_config(db_url, "http://127.0.0.1:9", notify=[{"url": "http://127.0.0.1:9/hook",
+                                                                 "on": ["action_failed"]}])
+    settings = settings_of(cfg)
+    store = Store(db_url, clock=clock)
+
+    async def scan() -> int:
+        rt = Runtime(settings, store, "t", clock)
+        try:
+            return await Outbox(rt).scan()
+        finally:
+            await rt.aclose()
+
+    assert asyncio.run(scan()) == 0  # no actions table: nothing to find, no error
+    with store.engine.begin() as conn:  # the columns the engagement contract names
+        conn.execute(sa.text("CREATE TABLE actions (id INTEGER PRIMARY KEY, key VARCHAR(200), account VARCHAR(100),"
+                             " kind VARCHAR(32), state VARCHAR(16), error TEXT, done_at TIMESTAMP)"))
+        conn.execute(sa.text("INSERT INTO actions VALUES (1, 'rule:sale:9:reply', 'shop', 'reply', 'failed',"
+                             " '(#10) not allowed', :t), (2, 'dm-1', 'shop', 'message', 'done', NULL, :t)"),
+                     {"t": clock.now()})
+    assert asyncio.run(scan()) == 1
+    assert asyncio.run(scan()) == 0
+    [row] = store.notifications()
+    doc = json.loads(row.body)
+    assert (doc["event"], doc["key"], doc["state"]) == ("action_failed", "rule:sale:9:reply", "failed")
+    assert doc["reason"] == "reply: (#10) not allowed"
