@@ -16,12 +16,14 @@ from scheduler import __version__
 from scheduler.clikit import ACTOR, Ctx, db_error_text, handled, problems_exit
 from scheduler.clock import iso
 from scheduler.commands import engagement
+from scheduler.commands.service import status, tokens
 from scheduler.commands.webhooks import events, webhooks
 from scheduler.config import Settings, startup_problems
 from scheduler.engage.actions import queued_message_action
 from scheduler.lifecycle import ACTIVE, FINISHED
-from scheduler.logformat import setup_logging
+from scheduler.logformat import remember_secrets, setup_logging
 from scheduler.problems import InvalidInput, Problem
+from scheduler.service.credentials import configured_tokens
 from scheduler.store import (
     DatabaseUnreachable,
     PostNotFound,
@@ -55,6 +57,9 @@ def run(obj: Ctx) -> None:
 
     settings = obj.settings()
     _setup_logging(settings.log_level, settings.log_format)
+    # every line is cut of the configured tokens (and, once the daemon has read them, of the
+    # refreshed ones), whatever message quotes them
+    remember_secrets(configured_tokens(settings))
     for problem in startup_problems(settings):  # once, at start; affected posts wait
         logging.getLogger("igsched").warning("configuration: %s", problem)
     store = obj.store(upgrade=True)
@@ -355,3 +360,5 @@ main.add_command(engagement.comments)
 main.add_command(engagement.message)
 main.add_command(engagement.profile)
 main.add_command(engagement.actions)
+main.add_command(status)
+main.add_command(tokens)

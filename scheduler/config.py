@@ -34,6 +34,9 @@ class GraphSettings(_Strict):
     base_url: str = "https://graph.instagram.com"
     api_version: str = "v23.0"
     timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    # which login the tokens come from: Instagram Login tokens last 60 days and are refreshed;
+    # auto: Instagram Login on graph.instagram.com only (a proxy or the emulator says which)
+    login: Literal["auto", "instagram", "facebook"] = "auto"
 
 
 class AccountSettings(_Strict):
@@ -404,6 +407,7 @@ class SecretsSettings(_Strict):
 
 class TokenSettings(_Strict):
     refresh_days_left: Annotated[float, Field(gt=0, lt=60)] = 30.0
+    check_s: Annotated[float, Field(gt=0)] = 60.0  # how often the daemon looks at token ages
 
 
 class MetricsSettings(_Strict):
@@ -481,6 +485,8 @@ class NotificationSettings(_Strict):
     retry_base_s: Annotated[float, Field(gt=0)] = 30.0
     retry_cap_s: Annotated[float, Field(gt=0)] = 3600.0
     give_up_after_s: Annotated[float, Field(gt=0)] = 2 * 86400.0
+    # how often the daemon looks for new events and deliveries that are due
+    check_s: Annotated[float, Field(gt=0)] = 5.0
 
 
 class Settings(_Strict):

@@ -13,6 +13,7 @@ import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -25,10 +26,22 @@ from scheduler.lifecycle import ACTIVE
 from scheduler.pipeline.runtime import Runtime
 from scheduler.pipeline.worker import work
 from scheduler.sdnotify import notify, watchdog_interval_s
+from scheduler.service.exporter import MetricsExporter
+from scheduler.service.heartbeat import Heartbeat
+from scheduler.service.outbox import Outbox
+from scheduler.service.renewal import TokenRenewal
 from scheduler.store import Store
 
 log = logging.getLogger(__name__)
 DRAIN_S = 20.0
+
+
+class Duty(Protocol):
+    """A background duty beside the publishing loop (its own module: start, stop)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class Daemon:
@@ -49,6 +62,9 @@ class Daemon:
         self.steps_done = 0
         self._claiming = False
         self.webhooks = WebhookDuties(settings, store, self.identity, on_actions=self.actions.kick)
+        # background duties, each in its own module (README "Running it for months")
+        self.duties: list[Duty] = [Heartbeat(self.rt), TokenRenewal(self.rt), Outbox(self.rt),
+                                   *MetricsExporter.configured(self.rt)]
 
     def stop(self) -> None:
         self._stop.set()
@@ -80,6 +96,8 @@ class Daemon:
         self.rt.calllog.start()
         await self.webhooks.start()
         self.actions.start()
+        for duty in self.duties:
+            await duty.start()
         wd = watchdog_interval_s()
         if wd:
             self._timer.add_job(notify, "interval", args=["WATCHDOG=1"], seconds=wd, id="watchdog")
@@ -102,6 +120,11 @@ class Daemon:
             await self._drain()
             await self.actions.stop()
             self._timer.shutdown(wait=False)
+            for duty in reversed(self.duties):
+                try:
+                    await duty.stop()
+                except Exception:
+                    log.warning("stopping %s failed", type(duty).__name__, exc_info=True)
             await self.rt.aclose()
         log.info("igsched daemon %s stopped", self.identity)
         return 0

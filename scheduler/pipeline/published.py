@@ -35,6 +35,7 @@ async def mark_published(rt: Runtime, post: PostRecord, media_id: str | None, at
     await transition(rt, post, PostMove.MARK_PUBLISHED, f"{event}; {late}" if late else event,
                      media_id=media_id, published_at=at, lateness_s=lateness, reason=reason,
                      followup_pending=True, next_action_at=at, attempts=0)
+    rt.published(post, lateness)
     log.info("published %s (media %s, %.3f s after its time)", post.key, media_id, lateness)
 
 

@@ -20,7 +20,8 @@ from scheduler.graph.client import CallRecord, GraphClient
 from scheduler.pipeline.calllog import CallLog
 from scheduler.pipeline.pauses import Paused, Pauses
 from scheduler.pipeline.processing import ProcessingTimes
-from scheduler.store import AccountRecord, Store
+from scheduler.service.credentials import TokenProvider
+from scheduler.store import AccountRecord, PostRecord, Store
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -38,6 +39,11 @@ class Runtime:
         self.calllog = CallLog(store)
         self.processing = ProcessingTimes(store)
         self.calls_made = 0
+        # which token a step calls with: the configured one or a refreshed one (store)
+        self.tokens = TokenProvider(settings, store)
+        # background duties listen here (metrics): each call, each post that went live
+        self.call_observers: list[Callable[[CallRecord], None]] = []
+        self.publish_observers: list[Callable[[PostRecord, float], None]] = []
         self.graph = GraphClient(
             settings.graph.base_url, settings.graph.api_version, settings.graph.timeout_s,
             on_call=self.on_call, before_call=self.pauses.guard, clock=clock,
@@ -69,6 +75,13 @@ class Runtime:
             self.calllog.add_usage(account, figures)
         for scope, until, reason in learnt.pauses:
             self.calllog.add_pause(scope, until, reason)
+        for observe in self.call_observers:
+            observe(rec)
+
+    def published(self, post: PostRecord, lateness_s: float) -> None:
+        """A post went live `lateness_s` after its time (observers must not block)."""
+        for observe in self.publish_observers:
+            observe(post, lateness_s)
 
     def pause_of(self, account: str) -> Paused | None:
         """The pause that stops calls to this account now, if any (in memory, no I/O)."""

@@ -59,7 +59,7 @@ async def _step(rt: Runtime, post: PostRecord) -> None:
         await _wait_for_account(rt, post, f"account {post.account} is not in the configuration")
         return
     try:
-        token = acct.token()
+        token = await rt.tokens.token(acct)  # configured, or refreshed (README "Running it for months")
     except TokenMissing as e:
         await _wait_for_account(rt, post, str(e))
         return

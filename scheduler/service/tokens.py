@@ -33,12 +33,16 @@ class Flavour(StrEnum):
     FACEBOOK_LOGIN = "facebook_login"
 
 
-def flavour(base_url: str) -> Flavour:
-    """Which login the configured API host stands for (the emulator acts as Instagram Login)."""
-    host = (urlsplit(base_url).hostname or "").lower()
-    if host == "graph.facebook.com" or host.endswith(".facebook.com"):
+def flavour(base_url: str, login: str = "auto") -> Flavour:
+    """Which login the accounts' tokens come from (setting graph.login). `auto`: Instagram
+    Login only on graph.instagram.com; any other host (graph.facebook.com, a proxy, the
+    emulator) is left alone unless the setting says `instagram`."""
+    if login == "instagram":
+        return Flavour.INSTAGRAM_LOGIN
+    if login == "facebook":
         return Flavour.FACEBOOK_LOGIN
-    return Flavour.INSTAGRAM_LOGIN
+    host = (urlsplit(base_url).hostname or "").lower()
+    return Flavour.INSTAGRAM_LOGIN if host == "graph.instagram.com" else Flavour.FACEBOOK_LOGIN
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from scheduler.store import accounts as acc
 from scheduler.store import actions as act
 from scheduler.store import claims, history, profiles, stats
 from scheduler.store import posts as qp
+from scheduler.store import service as svc
 from scheduler.store.actions import ActionNotFound, BudgetCheck
 from scheduler.store.claims import LeaseLost
 from scheduler.store.engine import (
@@ -52,6 +53,13 @@ from scheduler.store.records import (
     PostRecord,
     ProfileRecord,
 )
+from scheduler.store.service import (
+    DaemonRecord,
+    NewNotification,
+    NotificationRecord,
+    PostEventSeen,
+    TokenState,
+)
 from scheduler.store.webhook_store import DeliveryRecord, EventRecord, ForwardTarget, WebhookStore
 
 __all__ = [
@@ -62,6 +70,8 @@ __all__ = [
     "current_revision", "head_revision", "safe_url", "upgrade", "upgrade_database",
 ]  # fmt: skip
 __all__ += ["DeliveryRecord", "EventRecord", "ForwardTarget"]  # webhook side
+# running as a service (README "Running it for months")
+__all__ += ["DaemonRecord", "NewNotification", "NotificationRecord", "PostEventSeen", "TokenState"]
 
 
 def upgrade_database(url: str) -> None:
@@ -352,6 +362,115 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
                     "reauth_reason": a.reauth_reason,
                 })
         return out
+
+    # --- running as a service: tokens, heartbeats, notifications, status -----------------------
+    def token_state(self, account: str) -> TokenState | None:
+        with self._read() as conn:
+            return svc.token_state(conn, account)
+
+    def token_states(self) -> list[TokenState]:
+        with self._read() as conn:
+            return svc.token_states(conn)
+
+    def seed_token(self, account: str, fingerprint: str) -> TokenState:
+        """The account's token row for the configured token (a new login starts it afresh)."""
+        now = self.now()
+        with self._tx() as conn:
+            return svc.seed_token(conn, account, fingerprint, now)
+
+    def claim_refresh(self, account: str, version: int, owner: str, lease_s: float) -> bool:
+        now = self.now()
+        with self._tx() as conn:
+            return svc.claim_refresh(conn, account, version, owner, now, lease_s)
+
+    def store_refreshed(self, account: str, ciphertext: str, issued_at: datetime,
+                        expires_at: datetime | None) -> bool:
+        now = self.now()
+        with self._tx() as conn:
+            return svc.store_refreshed(conn, account, ciphertext, issued_at, expires_at, now)
+
+    def refresh_failed(self, account: str, owner: str, last_attempt_at: datetime, failures: int,
+                       not_before: datetime | None, error: str) -> None:
+        now = self.now()
+        with self._tx() as conn:
+            svc.refresh_failed(conn, account, owner, last_attempt_at, failures, not_before, error, now)
+
+    def daemon_started(self, identity: str, host: str, pid: int) -> None:
+        now = self.now()
+        with self._tx() as conn:
+            svc.daemon_started(conn, identity, host, pid, now)
+
+    def daemon_ticked(self, identity: str) -> None:
+        now = self.now()
+        with self._tx() as conn:
+            svc.daemon_ticked(conn, identity, now)
+
+    def daemon_stopped(self, identity: str, pid: int) -> None:
+        now = self.now()
+        with self._tx() as conn:
+            svc.daemon_stopped(conn, identity, pid, now)
+
+    def daemons(self) -> list[DaemonRecord]:
+        with self._read() as conn:
+            return svc.all_daemons(conn)
+
+    def add_notifications(self, rows: Sequence[NewNotification]) -> int:
+        """Record notifications; an occurrence already recorded for a target is skipped."""
+        now = self.now()
+        with self._tx() as conn:
+            return svc.add_notifications(conn, rows, now)
+
+    def claim_notifications(self, owner: str, lease_s: float, limit: int) -> list[NotificationRecord]:
+        now = self.now()
+        with self._tx() as conn:
+            return svc.claim_notifications(conn, owner, now, lease_s, limit)
+
+    def finish_notification(self, note_id: int, owner: str, state: str, attempts: int,
+                            next_attempt_at: datetime | None, error: str | None) -> bool:
+        now = self.now()
+        with self._tx() as conn:
+            return svc.finish_notification(conn, note_id, owner, state, attempts, next_attempt_at, error, now)
+
+    def notifications(self) -> list[NotificationRecord]:
+        with self._read() as conn:
+            return svc.list_notifications(conn)
+
+    def scan_cursor(self) -> datetime | None:
+        with self._read() as conn:
+            return svc.scan_cursor(conn)
+
+    def move_scan_cursor(self, to: datetime) -> None:
+        now = self.now()
+        with self._tx() as conn:
+            svc.move_scan_cursor(conn, to, now)
+
+    def post_events_since(self, since: datetime, states: Sequence[str]) -> list[PostEventSeen]:
+        with self._read() as conn:
+            return svc.post_events_since(conn, since, states)
+
+    def deferred_since(self, due_before: datetime) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            return svc.deferred_since(conn, due_before)
+
+    def failed_actions_since(self, since: datetime) -> list[dict[str, Any]]:
+        """Engagement actions that failed since `since`."""
+        with self._read() as conn:
+            return svc.failed_actions_since(conn, since)
+
+    def status_figures(self) -> dict[str, Any]:
+        """What `igsched status` and the metrics read: posts and actions by state, the next due post, accounts needing re-authorisation, daemons,
+        token rows and notifications by state, in one read."""
+        with self._read() as conn:
+            return {
+                "now": self.now(),
+                "posts": svc.posts_by_state(conn),
+                "actions": svc.actions_by_state(conn),
+                "next_due": svc.next_due_post(conn),
+                "reauth": svc.reauth_accounts(conn),
+                "daemons": svc.all_daemons(conn),
+                "tokens": svc.token_states(conn),
+                "notifications": svc.notification_counts(conn),
+            }
 
 
     # --- engagement actions (README "Engagement") ------------------------------------

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
 
 from scheduler.config import AccountSettings
 from scheduler.lifecycle import State
@@ -22,7 +23,10 @@ def sync_accounts(conn: Connection, configured: Sequence[AccountSettings], now: 
     existing = {r.name: r.ig_user_id for r in conn.execute(sa.select(accounts.c.name, accounts.c.ig_user_id))}
     for a in configured:
         if a.name not in existing:
-            conn.execute(accounts.insert().values(name=a.name, ig_user_id=a.ig_user_id, needs_reauth=False, updated_at=now))
+            # two daemons starting at once on PostgreSQL may both find the row missing
+            ins = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+            conn.execute(ins(accounts).values(name=a.name, ig_user_id=a.ig_user_id, needs_reauth=False, updated_at=now)
+                         .on_conflict_do_nothing(index_elements=["name"]))
         elif existing[a.name] != a.ig_user_id:
             conn.execute(
                 accounts.update().where(accounts.c.name == a.name).values(

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData(
@@ -233,4 +234,65 @@ profiles = Table(
     Column("username", Text),
     Column("profile_pic", Text),
     Column("fetched_at", DateTime, nullable=False),
+)
+
+# --- running as a service (README "Running it for months") --------------------------------
+
+# what igsched knows of each account's token; the token itself only when refreshed, and then
+# encrypted (Fernet, key from secrets.key_file)
+account_tokens = Table(
+    "account_tokens",
+    metadata,
+    Column("account", String(100), primary_key=True),
+    Column("source", String(16), nullable=False),  # config | refreshed
+    # sha256 of the configured token the row was seeded with: another one there is a new login
+    Column("seeded_fingerprint", String(64), nullable=False),
+    Column("seen_at", DateTime, nullable=False),  # the token in use: first seen, or issued
+    Column("refreshed_token", Text),  # Fernet ciphertext
+    Column("expires_at", DateTime),  # known once a refresh has told it
+    Column("refreshed_at", DateTime),
+    Column("last_attempt_at", DateTime),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("not_before", DateTime),  # after a "too young" refusal
+    Column("last_error", Text),
+    Column("lease_owner", String(200)),  # the one daemon refreshing right now
+    Column("lease_until", DateTime),
+    Column("version", Integer, nullable=False, default=0),  # bumped by every change
+    Column("updated_at", DateTime, nullable=False),
+)
+
+# each daemon's heartbeat, for `igsched status`
+daemons = Table(
+    "daemons",
+    metadata,
+    Column("identity", String(200), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("last_tick_at", DateTime, nullable=False),
+    Column("stopped_at", DateTime),
+)
+
+# one row per event occurrence and target: durable, and recorded once however many daemons
+# notice the occurrence (the unique pair)
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event", String(32), nullable=False),
+    Column("occurrence", String(300), nullable=False),
+    Column("target_id", String(32), nullable=False),
+    Column("account", String(100)),
+    Column("key", String(128)),
+    Column("body", Text, nullable=False),  # the exact JSON sent and signed
+    Column("state", String(16), nullable=False),  # pending | delivered | gave_up
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime, nullable=False),
+    Column("last_error", Text),
+    Column("lease_owner", String(200)),
+    Column("lease_until", DateTime),
+    Column("created_at", DateTime, nullable=False),
+    Column("delivered_at", DateTime),
+    UniqueConstraint("occurrence", "target_id", name="uq_notifications_occurrence_target"),
+    Index("ix_notifications_state_next", "state", "next_attempt_at"),
 )

@@ -31,7 +31,10 @@ DAY = timedelta(days=1)
 def test_flavour_from_the_api_host() -> None:
     assert flavour("https://graph.facebook.com") is Flavour.FACEBOOK_LOGIN
     assert flavour("https://graph.instagram.com/") is IG
-    assert flavour("http://127.0.0.1:8790") is IG  # the emulator serves the refresh endpoint
+    # any other host (a proxy, the emulator) says which login in graph.login
+    assert flavour("http://127.0.0.1:8790") is Flavour.FACEBOOK_LOGIN
+    assert flavour("http://127.0.0.1:8790", "instagram") is IG
+    assert flavour("https://graph.instagram.com", "facebook") is Flavour.FACEBOOK_LOGIN
 
 
 def test_facebook_login_tokens_are_left_alone() -> None:

@@ -1,0 +1,74 @@
+"""The daemon's /metrics (metrics.listen), scraped over HTTP after a real publish to the fake
+Graph API and parsed with prometheus_client's own parser; SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from scheduler.clock import FakeClock, to_aware
+from scheduler.daemon import Daemon
+from scheduler.emulator import RunningEmulator
+from scheduler.service.exporter import MetricsExporter
+from scheduler.store import Store
+from tests.kinds_support import SHOP_ID, by_key, enqueue_yaml, media_url
+from tests.service_support import run_beside, service_config, settings_of, wait_for
+
+OLD = "IGAAmetrics-shop-token-0123456789abcdefghij"
+
+
+def test_metrics_after_a_publish_have_every_series(
+    db_url: str, emulator: RunningEmulator, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IGSCHED_TEST_TOKEN_SHOP", OLD)
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    emulator.state.add_account(SHOP_ID, username="shop")
+    emulator.state.set_token(SHOP_ID, OLD, age_s=55 * 86400, lifetime_s=60 * 86400)
+    cfg = service_config(db_url, emulator.base_url, graph={"login": "instagram"},
+                         tokens={"check_s": 0.05}, metrics={"listen": "127.0.0.1:0"})
+    settings = settings_of(cfg)
+    store = Store(db_url, clock=clock)
+    daemon = Daemon(settings, store)
+    [exporter] = [d for d in daemon.duties if isinstance(d, MetricsExporter)]
+    scraped: list[str] = []
+
+    async def publish_then_scrape() -> None:
+        await wait_for(lambda: store.token_state("shop") is not None)
+        clock.advance(90)  # the token is refreshed: its expiry becomes known
+        await wait_for(lambda: (s := store.token_state("shop")) is not None and s.expires_at is not None)
+        at = (to_aware(clock.now()) + timedelta(seconds=1.5)).isoformat()
+        await asyncio.to_thread(enqueue_yaml, store, settings,
+                                f"account: shop\nposts:\n  - {{key: m, at: '{at}', image: {media_url(emulator, 'm.jpg')}}}\n")
+        daemon.wake()
+        await wait_for(lambda: by_key(store)["m"].state == "published", timeout_s=20)
+        async with httpx.AsyncClient() as client:
+            r = await client.get(f"http://127.0.0.1:{exporter.server.port}/metrics")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+        scraped.append(r.text)
+
+    asyncio.run(run_beside([daemon], publish_then_scrape))
+    fams = {f.name: f for f in text_string_to_metric_families(scraped[0])}
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in fams.values() for s in f.samples}
+    assert samples[("igsched_posts", (("state", "published"),))] == 1
+    assert samples[("igsched_posts", (("state", "failed"),))] == 0
+    publish = ("endpoint", "POST /{ig-user-id}/media_publish")
+    assert samples[("igsched_api_calls_total", (publish, ("outcome", "ok")))] == 1
+    assert samples[("igsched_api_calls_total", (("endpoint", "GET /refresh_access_token"), ("outcome", "ok")))] == 1
+    assert ("igsched_usage_percent", (("account", "shop"), ("figure", "call_count"), ("header", "app"))) in samples
+    assert samples[("igsched_publishing_quota_total", (("account", "shop"),))] > 0
+    assert samples[("igsched_publishing_quota_used", (("account", "shop"),))] == 1
+    left = samples[("igsched_token_seconds_left", (("account", "shop"),))]
+    assert left == pytest.approx(60 * 86400, abs=60)
+    assert samples[("igsched_webhook_events_refused_total", (("reason", "signature"),))] == 0
+    assert ("igsched_actions", (("state", "done"),)) in samples
+    lateness = fams["igsched_publish_lateness_seconds"]
+    assert lateness.type == "histogram"
+    buckets = {s.labels["le"]: s.value for s in lateness.samples if s.name.endswith("_bucket")}
+    assert len(buckets) > 5 and buckets["+Inf"] == 1
+    assert samples[("igsched_publish_lateness_seconds_count", (("account", "shop"),))] == 1
+    assert OLD not in scraped[0]
