@@ -5,10 +5,12 @@ the test's own coroutines."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import gc
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -16,6 +18,15 @@ from scheduler.cli import main
 from scheduler.config import Settings, settings_from_dict
 from scheduler.daemon import Daemon
 from tests.kinds_support import SHOP_ID
+
+
+@pytest.fixture(autouse=True)
+def close_connections() -> Iterator[None]:
+    """These tests open several stores per test: their pooled connections are closed when the
+    test ends, not whenever the collector gets round to it (the PostgreSQL server is shared)."""
+    yield
+    gc.collect()
+
 
 SHOP = {"name": "shop", "ig_user_id": SHOP_ID, "token_env": "IGSCHED_TEST_TOKEN_SHOP"}
 

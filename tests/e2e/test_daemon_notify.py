@@ -18,7 +18,13 @@ from scheduler.emulator import RunningEmulator
 from scheduler.service.notify import SIGNATURE_HEADER, signature_valid
 from scheduler.store import Store
 from tests.kinds_support import SHOP_ID, TOKENS, at_in, by_key, enqueue_yaml, media_url
-from tests.service_support import run_beside, service_config, settings_of, wait_for
+from tests.service_support import (
+    close_connections,  # noqa: F401  (autouse fixture)
+    run_beside,
+    service_config,
+    settings_of,
+    wait_for,
+)
 
 SECRET = "notify-secret-for-tests"
 

@@ -26,7 +26,13 @@ from tests.kinds_support import (
     TOKENS,
     media_url,
 )
-from tests.service_support import run_beside, service_config, settings_of, wait_for
+from tests.service_support import (
+    close_connections,  # noqa: F401  (autouse fixture)
+    run_beside,
+    service_config,
+    settings_of,
+    wait_for,
+)
 
 
 @pytest.fixture(autouse=True)

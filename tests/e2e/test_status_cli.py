@@ -24,7 +24,13 @@ from tests.kinds_support import (
     run_daemon,
     warped_emulator,
 )
-from tests.service_support import cli, service_config, settings_of, write_config
+from tests.service_support import (
+    cli,
+    close_connections,  # noqa: F401  (autouse fixture)
+    service_config,
+    settings_of,
+    write_config,
+)
 
 
 @pytest.fixture(autouse=True)

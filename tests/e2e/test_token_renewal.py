@@ -34,6 +34,7 @@ from tests.kinds_support import (
 )
 from tests.service_support import (
     cli,
+    close_connections,  # noqa: F401  (autouse fixture)
     run_beside,
     service_config,
     settings_of,

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from scheduler.clock import FakeClock
 from scheduler.store import NewNotification, Store
+from tests.service_support import close_connections  # noqa: F401  (autouse fixture)
 
 FP1, FP2 = "a" * 64, "b" * 64
 
