@@ -140,7 +140,7 @@ def test_a_post_still_deferred_past_its_time_is_late_once(db_url: str) -> None:
     assert "quota full" in doc["reason"]
 
 
-def test_a_failed_engagement_action_is_notified_once_and_no_actions_table_is_fine(db_url: str) -> None:
+def test_a_failed_engagement_action_is_notified_once(db_url: str) -> None:
     clock = FakeClock()
     cfg = service_config(db_url, "http://127.0.0.1:9", notify=[{"url": "http://127.0.0.1:9/hook",
                                                                  "on": ["action_failed"]}])
@@ -154,13 +154,15 @@ def test_a_failed_engagement_action_is_notified_once_and_no_actions_table_is_fin
         finally:
             await rt.aclose()
 
-    assert asyncio.run(scan()) == 0  # no actions table: nothing to find, no error
-    with store.engine.begin() as conn:  # the columns the engagement contract names
-        conn.execute(sa.text("CREATE TABLE actions (id INTEGER PRIMARY KEY, key VARCHAR(200), account VARCHAR(100),"
-                             " kind VARCHAR(32), state VARCHAR(16), error TEXT, done_at TIMESTAMP)"))
-        conn.execute(sa.text("INSERT INTO actions VALUES (1, 'rule:sale:9:reply', 'shop', 'reply', 'failed',"
-                             " '(#10) not allowed', :t), (2, 'dm-1', 'shop', 'message', 'done', NULL, :t)"),
-                     {"t": clock.now()})
+    assert asyncio.run(scan()) == 0  # no failed action: nothing to notify
+    with store.engine.begin() as conn:
+        for i, key, kind, state, error in ((1, "rule:sale:9:reply", "reply", "failed", "(#10) not allowed"),
+                                           (2, "dm-1", "message", "done", None)):
+            conn.execute(sa.text(
+                "INSERT INTO actions (id, key, account, kind, target, payload, state, error, attempts, "
+                "next_action_at, source, created_at, updated_at, done_at) VALUES (:i, :k, 'shop', :kind, "
+                "'9', '{}', :s, :e, 1, :t, 'cli', :t, :t, :t)"),
+                {"i": i, "k": key, "kind": kind, "s": state, "e": error, "t": clock.now()})
     assert asyncio.run(scan()) == 1
     assert asyncio.run(scan()) == 0
     [row] = store.notifications()

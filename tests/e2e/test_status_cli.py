@@ -80,7 +80,7 @@ def test_healthy_with_a_daemon_ticking(db_url: str, emu: RunningEmulator, clock:
     assert daemons["ticking"]["running"] is True and daemons["ticking"]["seconds_since_tick"] < 30
     assert doc["posts"] == {"published": 1, "planned": 1}
     assert doc["next_due"]["key"] == "two" and doc["next_due"]["state"] == "planned"
-    assert doc["actions"] is None  # no actions table in this database
+    assert doc["actions"] == {}  # no engagement action yet
     assert doc["needs_reauth"] == [] and doc["paused_accounts"] == []
     assert doc["tokens"] == [{"account": "shop", "source": "config", "expires_at": None,
                               "days_left": None, "refreshed_at": None}]

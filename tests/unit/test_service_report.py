@@ -29,7 +29,7 @@ def _token(account: str, expires_in_days: float | None, refreshed: bool = True) 
 
 
 def _figures(**kw: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"now": NOW, "posts": {"published": 3}, "actions": None, "next_due": None,
+    base: dict[str, Any] = {"now": NOW, "posts": {"published": 3}, "actions": {"done": 2}, "next_due": None,
                             "reauth": [], "daemons": [], "tokens": [], "notifications": {}}
     return {**base, **kw}
 
@@ -51,7 +51,7 @@ def test_status_is_healthy_until_a_person_is_needed() -> None:
     ticking = DaemonRecord("a", "h", 1, NOW - timedelta(hours=1), NOW - timedelta(seconds=5), None)
     stopped = DaemonRecord("b", "h", 2, NOW - timedelta(days=1), NOW - timedelta(hours=3), NOW - timedelta(hours=3))
     ok = status_report(_settings(), _figures(daemons=[ticking, stopped], tokens=[_token("shop", 40)]), [])
-    assert ok["healthy"] and ok["problems"] == [] and ok["actions"] is None
+    assert ok["healthy"] and ok["problems"] == [] and ok["actions"] == {"done": 2}
     assert [d["running"] for d in ok["daemons"]] == [True, False]
     stuck = DaemonRecord("a", "h", 1, NOW - timedelta(hours=1), NOW - timedelta(seconds=90), None)
     bad = status_report(_settings(), _figures(
