@@ -28,6 +28,7 @@ from scheduler.graph.errors import ErrorClass, GraphError
 from scheduler.lifecycle import Hold, PostMove, State, poll_delay_s
 from scheduler.models import PostSpec
 from scheduler.pipeline.budget import container_slot_at
+from scheduler.pipeline.failed_containers import container_failed
 from scheduler.pipeline.outcomes import fail, handle_error, transition, update
 from scheduler.pipeline.params import media_for_position, params_for_position, parent_params
 from scheduler.pipeline.processing import observed_processing_s
@@ -152,7 +153,7 @@ async def _stage(rt: Runtime, post: PostRecord, spec: PostSpec, token: str) -> N
                 rt.processing.observe(post.account, m.media_kind, observed_processing_s(
                     m.container_created_at, checked, m.status_checked_at, m.status_code))
         elif st.status_code == "ERROR":
-            await fail(rt, post, f"Meta could not process {_label(m)} ({m.source}): {st.status or 'ERROR'}")
+            await container_failed(rt, post, m, st.status)
             return
         elif st.status_code == "EXPIRED":
             # never published (that would say PUBLISHED): safe to make a new one
@@ -208,7 +209,7 @@ async def _carousel_parent(
     if st.status_code == "FINISHED":
         return True
     if st.status_code == "ERROR":
-        await fail(rt, post, f"Meta could not process the carousel container: {st.status or 'ERROR'}")
+        await container_failed(rt, post, None, st.status)
         return None
     if st.status_code == "PUBLISHED":
         await _went_live(rt, post, token)

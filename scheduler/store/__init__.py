@@ -21,7 +21,7 @@ from scheduler.config import AccountSettings, LeadSettings
 from scheduler.lifecycle import PostMove, TransitionNotAllowed
 from scheduler.models import PostSpec
 from scheduler.store import accounts as acc
-from scheduler.store import claims, history, stats
+from scheduler.store import attempts, claims, history, stats
 from scheduler.store import posts as qp
 from scheduler.store.claims import LeaseLost
 from scheduler.store.engine import (
@@ -287,6 +287,24 @@ class Store:
                 release=False, move=PostMove.BEGIN_PUBLISH, publish_started_at=now, reason=None,
             )
             return QuotaCheck(True, used + 1, total, None)
+
+    def publish_attempt_times(self, post_id: int) -> list[datetime]:
+        """When each media_publish of a post began, oldest first."""
+        with self._read() as conn:
+            return attempts.publish_attempt_times(conn, post_id)
+
+    def media_ids_owned(self, account: str, since: datetime, exclude_post: int) -> set[str]:
+        """Media ids that other posts of the account (published since `since`) own."""
+        with self._read() as conn:
+            return attempts.media_ids_owned(conn, account, to_naive_utc(since), exclude_post)
+
+    def set_permalinks(self, account: str, found: Mapping[str, str]) -> int:
+        """Record permalinks read in bulk for the account's published posts without one."""
+        if not found:
+            return 0
+        now = self.now()
+        with self._tx() as conn:
+            return attempts.set_permalinks(conn, account, found, now)
 
     def set_reauth(self, account: str, needed: bool, reason: str | None) -> None:
         now = self.now()
