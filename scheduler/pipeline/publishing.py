@@ -19,7 +19,7 @@ from scheduler.pipeline.failed_containers import container_failed
 from scheduler.pipeline.liveness import check_live, find_media, first_attempt_at
 from scheduler.pipeline.outcomes import fail, handle_error, retry_later, transition, update
 from scheduler.pipeline.published import mark_published, record_published
-from scheduler.pipeline.quota import ensure_quota_fresh
+from scheduler.pipeline.quota import ensure_quota_fresh, quota_before_publish, recheck_s
 from scheduler.pipeline.runtime import Paused, Runtime
 from scheduler.store import PostRecord
 
@@ -29,12 +29,6 @@ log = logging.getLogger(__name__)
 async def _quota_unknown(rt: Runtime, post: PostRecord) -> bool:
     a = await rt.db(rt.store.account, post.account)
     return a is None or a.quota_total is None
-
-
-def _quota_recheck_s(rt: Runtime) -> float:
-    """How soon a post deferred by publishes still in flight (or by Meta's count, which may
-    include them twice) looks again: by then an ambiguous publish has settled."""
-    return min(rt.settings.limits.quota_refresh_s, rt.settings.graph.timeout_s + rt.settings.limits.publish_settle_margin_s)
 
 
 async def publish(rt: Runtime, post: PostRecord, token: str) -> None:
@@ -53,7 +47,7 @@ async def publish(rt: Runtime, post: PostRecord, token: str) -> None:
                          next_action_at=now)
         return
     try:
-        await ensure_quota_fresh(rt, post, token)
+        await quota_before_publish(rt, post, token)
     except (GraphError, Paused) as e:
         if isinstance(e, GraphError) and await _quota_unknown(rt, post) and retries_left(post.attempts + 1, rt.settings.retries):
             # never read yet: the fallback is a guess, and a media_publish over Meta's real
@@ -65,7 +59,8 @@ async def publish(rt: Runtime, post: PostRecord, token: str) -> None:
         # a stale quota figure is no reason to miss the time; our own count still applies
         log.warning("could not refresh the publishing quota of %s: %s", post.account, e)
     check = await rt.db(rt.store.begin_publish, post, rt.identity, rt.settings.limits.quota_fallback_total,
-                        _quota_recheck_s(rt))
+                        recheck_s(rt))
+    rt.quota.note(post.account, check.used, check.total)
     if not check.ok:
         assert check.free_at is not None
         when = "next slot at" if check.exact else "checking again at"

@@ -19,7 +19,9 @@ from scheduler.config import AccountSettings, Settings
 from scheduler.graph.client import CallRecord, GraphClient
 from scheduler.pipeline.calllog import CallLog
 from scheduler.pipeline.pauses import Paused, Pauses
+from scheduler.pipeline.permalinkcache import Permalinks
 from scheduler.pipeline.processing import ProcessingTimes
+from scheduler.pipeline.quotareads import QuotaReads
 from scheduler.store import AccountRecord, Store
 
 P = ParamSpec("P")
@@ -37,6 +39,8 @@ class Runtime:
         self.pauses = Pauses(settings, clock)
         self.calllog = CallLog(store)
         self.processing = ProcessingTimes(store)
+        self.quota = QuotaReads()  # publishing-quota reads: one at a time per account
+        self.permalinks = Permalinks()  # permalinks read in bulk, per account
         self.calls_made = 0
         self.graph = GraphClient(
             settings.graph.base_url, settings.graph.api_version, settings.graph.timeout_s,
