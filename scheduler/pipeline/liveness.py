@@ -27,8 +27,9 @@ from scheduler.store import PostRecord
 SEARCH_MARGIN_S = 300.0
 # what a published post of each kind looks like on the account's media list
 _PRODUCT = {"image": ("FEED", "IMAGE"), "carousel": ("FEED", "CAROUSEL_ALBUM"), "reel": ("REELS", "VIDEO")}
-_FIELDS = ("id", "caption", "timestamp", "media_type", "media_product_type")
-_STORY_FIELDS = ("id", "timestamp", "media_type", "media_product_type")
+# with the permalink: the follow-up then needs no call of its own
+_FIELDS = ("id", "caption", "timestamp", "media_type", "media_product_type", "permalink")
+_STORY_FIELDS = ("id", "timestamp", "media_type", "media_product_type", "permalink")
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ async def find_media(rt: Runtime, post: PostRecord, token: str, since: datetime)
     story = post.kind == "story"
     items = [it async for it in rt.graph.media_back_to(ig, token, lower, stories=story,
                                                        fields=_STORY_FIELDS if story else _FIELDS)]
+    rt.permalinks.add({str(it["id"]): str(it["permalink"]) for it in items if it.get("id") and it.get("permalink")})
     caption = post.spec.get("caption")
     return match_media(items, kind=post.kind, caption=caption if isinstance(caption, str) else None,
                        started=since, owned=owned)
