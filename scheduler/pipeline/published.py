@@ -16,6 +16,7 @@ from scheduler.store import PostRecord
 
 log = logging.getLogger(__name__)
 LATE_NOTE_S = 1.0  # a post published this late (or more) records how late and why
+PERMALINK_BATCH_S = 1.0  # a published post's permalink is read this long after it went live
 
 
 def lateness_note(post: PostRecord, lateness_s: float) -> str | None:
@@ -32,10 +33,14 @@ async def mark_published(rt: Runtime, post: PostRecord, media_id: str | None, at
     late = lateness_note(post, lateness)  # e.g. "published 12.3 s late: the video was …"
     reason = late if media_id else f"{late or 'published'}; media id not found"
     # permalink and first comment follow as their own step (followup_pending), claimed after
-    # every post that is due to publish: in a burst, publishing goes first
+    # every post that is due to publish: in a burst, publishing goes first. Without a first
+    # comment it waits a moment, so that one read of the account's media brings the
+    # permalinks of every post of a burst
+    later = 0.0 if post.spec.get("first_comment") else PERMALINK_BATCH_S
     await transition(rt, post, PostMove.MARK_PUBLISHED, f"{event}; {late}" if late else event,
                      media_id=media_id, published_at=at, lateness_s=lateness, reason=reason,
-                     followup_pending=True, next_action_at=at, attempts=0)
+                     followup_pending=True, next_action_at=max(at, rt.clock.now()) + timedelta(seconds=later),
+                     attempts=0)
     log.info("published %s (media %s, %.3f s after its time)", post.key, media_id, lateness)
 
 
