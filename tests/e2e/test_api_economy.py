@@ -23,7 +23,16 @@ from scheduler.emulator import RunningEmulator
 from scheduler.store import Store
 from scheduler.store.schema import api_calls, posts
 from tests.helpers import settings_for
-from tests.kinds_support import TOKENS, add_accounts, at_in, by_key, enqueue_yaml, media_url, run_daemon, warped_emulator
+from tests.kinds_support import (
+    TOKENS,
+    add_accounts,
+    at_in,
+    by_key,
+    enqueue_yaml,
+    media_url,
+    run_daemon,
+    warped_emulator,
+)
 
 ACCOUNT_READS = {"GET /{ig-user-id}/content_publishing_limit", "GET /{ig-user-id}/media",
                  "GET /{ig-user-id}/stories"}
