@@ -143,7 +143,8 @@ POSTS: Lifecycle[State, PostMove] = Lifecycle("post", State.PLANNED, [
     Transition(PostMove.TO_READY,
                _s(State.PLANNED, State.STAGING, State.READY, State.DEFERRED, State.PUBLISHING,
                   State.VERIFYING),
-               State.READY, "every container FINISHED, or publish again after an error"),
+               State.READY, "every container FINISHED (an image made well ahead: not asked), "
+               "or publish again once proven not live"),
     Transition(PostMove.TO_DEFERRED, _s(State.READY, State.DEFERRED, State.PUBLISHING), State.DEFERRED,
                "publishing quota full, or the account paused"),
     Transition(PostMove.BEGIN_PUBLISH, _s(State.READY, State.DEFERRED), State.PUBLISHING,
