@@ -207,11 +207,12 @@ posts:
     assert len(created(emu)) == 1
 
 
+@pytest.mark.slow
 def test_a_lost_answer_in_a_burst_finds_its_media_beyond_the_first_page(
     db_url: str, emu: RunningEmulator, clock: FakeClock
 ) -> None:
-    """60 posts due at the same second; the first answer is lost and the container keeps
-    saying FINISHED until every other post is live, so the lost one is the 60th newest media:
+    """52 posts due at the same second; the first answer is lost and the container keeps
+    saying FINISHED until every other post is live, so the lost one is the 52nd newest media:
     the lookup pages back (50 a page) to it, and every post has its own media id."""
     emu.state.configure(published_status_lag_s=600)
     emu.state.set_quota(SHOP_ID, quota_total=100)
@@ -219,7 +220,7 @@ def test_a_lost_answer_in_a_burst_finds_its_media_beyond_the_first_page(
     settings = _settings(db_url, emu, daemon={"identity": "test-daemon", "tick_s": 1, "lease_s": 5,
                                               "workers": 8})
     store = _store(db_url, clock, settings)
-    n = 60
+    n = 52
     store.enqueue([image_spec(f"b{i:02d}", in_s=60, caption=f"burst {i}") for i in range(n)], "test")
 
     run_daemon(settings, store, timeout_s=60, warp=clock)
