@@ -40,9 +40,25 @@ async def _read(rt: Runtime, account: str, token: str, fresh_after: datetime | N
         if fresh_after is not None:
             a = await rt.db(rt.store.account, account)
             if a is not None and a.quota_checked_at is not None and a.quota_checked_at > fresh_after:
+                rt.quota.checked(account, a.quota_checked_at)
                 return
+        asked = rt.clock.now()
         lim = await rt.graph.publishing_limit(ig, token)
-        await rt.db(rt.store.update_quota, account, lim.quota_usage, lim.quota_total, lim.quota_duration)
+        await rt.db(rt.store.update_quota, account, lim.quota_usage, lim.quota_total, lim.quota_duration, asked)
+        rt.quota.checked(account, asked)
+
+
+async def _account(rt: Runtime, account: str) -> AccountRecord | None:
+    a = await rt.db(rt.store.account, account)
+    if a is not None and a.quota_checked_at is not None and a.quota_total is not None:
+        rt.quota.checked(account, a.quota_checked_at)
+    return a
+
+
+def _read_within(rt: Runtime, account: str, seconds: float) -> bool:
+    """Did this daemon see a quota read of the account less than `seconds` ago?"""
+    at = rt.quota.checked_at(account)
+    return at is not None and (rt.clock.now() - at).total_seconds() < seconds
 
 
 async def ensure_quota_fresh(rt: Runtime, post: PostRecord, token: str, force: bool = False) -> None:
@@ -51,6 +67,8 @@ async def ensure_quota_fresh(rt: Runtime, post: PostRecord, token: str, force: b
     if a is None:
         return
     age = _age_s(rt, a)
+    if a.quota_total is not None and a.quota_checked_at is not None:
+        rt.quota.checked(post.account, a.quota_checked_at)
     if age is not None and age < rt.settings.limits.quota_refresh_s and not force:
         return
     await _read(rt, post.account, token, None if force else rt.clock.now() - timedelta(
@@ -59,7 +77,9 @@ async def ensure_quota_fresh(rt: Runtime, post: PostRecord, token: str, force: b
 
 async def quota_before_ready(rt: Runtime, post: PostRecord, token: str) -> None:
     """A post became ready: read the quota only if it was never read."""
-    a = await rt.db(rt.store.account, post.account)
+    if rt.quota.checked_at(post.account) is not None:
+        return
+    a = await _account(rt, post.account)
     if a is not None and a.quota_total is None:
         await _read(rt, post.account, token, rt.clock.now() - timedelta(seconds=recheck_s(rt)))
 
@@ -67,23 +87,28 @@ async def quota_before_ready(rt: Runtime, post: PostRecord, token: str) -> None:
 async def quota_before_publish(rt: Runtime, post: PostRecord, token: str) -> None:
     """Just before the reservation: a read only when none was ever made, or when our own
     count says the window is nearly full and the figure is older than the recheck time."""
-    a = await rt.db(rt.store.account, post.account)
+    limit = recheck_s(rt)
+    near = rt.quota.is_near_full(post.account)
+    if rt.quota.checked_at(post.account) is not None and (not near or _read_within(rt, post.account, limit)):
+        return  # no database read either: the publish path stays short
+    a = await _account(rt, post.account)
     if a is None:
         return
     age = _age_s(rt, a)
-    limit = recheck_s(rt)
     if a.quota_total is None or (rt.quota.is_near_full(post.account) and (age is None or age >= limit)):
         await _read(rt, post.account, token, rt.clock.now() - timedelta(seconds=limit))
 
 
 async def quota_after_publish(rt: Runtime, post: PostRecord, token: str) -> None:
     """After a post went live (its follow-up): keep the copy no older than quota_refresh_s."""
-    a = await rt.db(rt.store.account, post.account)
-    if a is None:
-        return
-    age = _age_s(rt, a)
     limit = rt.settings.limits.quota_refresh_s
     if rt.quota.is_near_full(post.account):
         limit = min(limit, recheck_s(rt))
+    if _read_within(rt, post.account, limit):
+        return
+    a = await _account(rt, post.account)
+    if a is None:
+        return
+    age = _age_s(rt, a)
     if age is None or age >= limit:
         await _read(rt, post.account, token, rt.clock.now() - timedelta(seconds=limit))

@@ -273,7 +273,7 @@ class Store:
             used = len(times) + flying
             if a and a.quota_usage is not None and a.quota_checked_at is not None:
                 # Meta's own count can include posts made elsewhere (the app, other tools)
-                mine_since_check = sum(1 for t in times if t > a.quota_checked_at)
+                mine_since_check = sum(1 for t in times if t >= a.quota_checked_at)
                 used = max(used, a.quota_usage + mine_since_check)
             if used >= total:
                 own = len(times)
@@ -311,10 +311,14 @@ class Store:
         with self._tx() as conn:
             acc.set_reauth(conn, account, needed, reason, now)
 
-    def update_quota(self, account: str, usage: int, total: int, duration_s: int) -> None:
+    def update_quota(self, account: str, usage: int, total: int, duration_s: int,
+                     asked_at: datetime | None = None) -> None:
+        """Meta's figure, as of `asked_at` (when the read was sent: a publish that lands while
+        the answer travels is then counted on top of it, never missed)."""
         now = self.now()
         with self._tx() as conn:
-            acc.update_quota(conn, account, usage, total, duration_s, now)
+            acc.update_quota(conn, account, usage, total, duration_s, now,
+                             to_naive_utc(asked_at) if asked_at is not None else now)
 
     def app_pause(self) -> tuple[datetime, str] | None:
         now = self.now()
@@ -332,7 +336,7 @@ class Store:
                 times = acc.published_in_window(conn, a.name, now, window)
                 mine = used = len(times)
                 if a.quota_usage is not None and a.quota_checked_at is not None:
-                    since_check = sum(1 for t in times if t > a.quota_checked_at)
+                    since_check = sum(1 for t in times if t >= a.quota_checked_at)
                     used = max(mine, a.quota_usage + since_check)
                 paused = a.paused_until is not None and a.paused_until > now
                 out.append({

@@ -24,6 +24,7 @@ from scheduler.store import Store
 from scheduler.store.schema import api_calls, posts
 from tests.helpers import settings_for
 from tests.kinds_support import (
+    SHOP_ID,
     TOKENS,
     add_accounts,
     at_in,
@@ -111,3 +112,38 @@ def test_mixed_workload_spends_at_most_three_calls_per_post(
     assert overall <= 3.0, (per_kind, by_endpoint)
     assert per_kind["image"] <= 3.0, (per_kind, by_endpoint)
     assert by_endpoint["POST /{ig-user-id}/media_publish"] == 10 and by_endpoint["POST /{ig-user-id}/media"] == 10
+
+
+def test_a_nearly_full_quota_is_read_again_before_publishing(
+    db_url: str, emu: RunningEmulator, clock: FakeClock
+) -> None:
+    """The quota is read once when the first post becomes ready. Then two posts are made
+    elsewhere (the app, another tool). igsched's own count knows nothing of them; once it says
+    the window is nearly full, Meta's figure is read again before the next publish, which is
+    deferred instead of being sent to be refused with 2207042."""
+    emu.state.set_quota(SHOP_ID, quota_total=4)
+    emu.state.configure(default_processing_s={"image": 0.0, "video": 0.0})
+    settings = settings_for(db_url, emu.base_url, staging=StagingSettings().model_dump(),
+                            preflight={"enabled": False})
+    store = Store(db_url, clock=clock)
+    text = "account: shop\nposts:\n" + "".join(
+        f"  - {{key: q{i}, at: {at_in(700 + i)}, image: {media_url(emu, f'q{i}.jpg')}, caption: q{i}}}\n"
+        for i in range(3))
+    enqueue_yaml(store, settings, text)
+    run_daemon(settings, store, timeout_s=30, warp=clock,
+               until=lambda: {p.state for p in by_key(store).values()} == {"ready"})
+    assert sum(1 for r in emu.state.requests if r["endpoint"] == "content_publishing_limit") == 1
+
+    for i in range(2):  # posted elsewhere, after igsched's read
+        cid = emu.state.create_container(SHOP_ID, {"image_url": f"https://cdn.example.com/else{i}.jpg"}, "")["id"]
+        emu.state.publish(SHOP_ID, {"creation_id": cid})
+    run_daemon(settings, store, timeout_s=30, warp=clock,
+               until=lambda: by_key(store)["q2"].state == "deferred")
+
+    posts_now = by_key(store)
+    assert posts_now["q0"].state == posts_now["q1"].state == "published"
+    q2 = posts_now["q2"]
+    assert "publishing quota full (4/4" in (q2.reason or ""), q2.reason
+    publishes = [r for r in emu.state.requests if r["endpoint"] == "media_publish"]
+    assert len(publishes) == 2 and all(r["outcome"] == "ok" for r in publishes)
+    assert sum(1 for r in emu.state.requests if r["endpoint"] == "content_publishing_limit") == 2
