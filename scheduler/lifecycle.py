@@ -143,7 +143,8 @@ POSTS: Lifecycle[State, PostMove] = Lifecycle("post", State.PLANNED, [
     Transition(PostMove.TO_READY,
                _s(State.PLANNED, State.STAGING, State.READY, State.DEFERRED, State.PUBLISHING,
                   State.VERIFYING),
-               State.READY, "every container FINISHED, or publish again after an error"),
+               State.READY, "every container FINISHED (an image made well ahead: not asked), "
+               "or publish again once proven not live"),
     Transition(PostMove.TO_DEFERRED, _s(State.READY, State.DEFERRED, State.PUBLISHING), State.DEFERRED,
                "publishing quota full, or the account paused"),
     Transition(PostMove.BEGIN_PUBLISH, _s(State.READY, State.DEFERRED), State.PUBLISHING,
@@ -182,6 +183,18 @@ def retries_left(attempt: int, retries: RetrySettings) -> bool:
 
 
 OVERDUE_POLL_FRACTION = 8.0  # overdue: wait 1/8 of the time the post is late (see poll_delay_s)
+# with time to spare, the first status check waits until processing is very likely over
+# (this many times the expected processing time), so one check usually tells
+PATIENT_FIRST_CHECK = 4.0
+
+
+def first_check_s(lead_left_s: float, expected_processing_s: float) -> float:
+    """How long after its creation a container is first asked: at the expected processing
+    time when its post is due soon; with time to spare, later (PATIENT_FIRST_CHECK times the
+    expected time), but never past half the time to the due time, so a container that
+    failed is seen early enough to make it again."""
+    patient = min(PATIENT_FIRST_CHECK * expected_processing_s, lead_left_s / 2)
+    return max(expected_processing_s, patient)
 
 
 def poll_delay_s(
@@ -194,7 +207,7 @@ def poll_delay_s(
 ) -> float:
     """How long to wait before asking a container's status again.
 
-    First check near the expected processing time; then sparse while the due time is far
+    First check when processing should be over (`first_check_s`); then sparse while the due time is far
     (Meta suggests about once a minute), dense as it approaches, so the post is published the
     moment the container is ready. `spacing` > 1 stretches waits when usage is high — but
     never so much that a due post is checked late.
@@ -208,8 +221,9 @@ def poll_delay_s(
     until_due = (due_at - now).total_seconds()
     if until_due <= 0:
         return max(staging.poll_min_s, min(staging.poll_max_s, -until_due / OVERDUE_POLL_FRACTION))
-    if age < expected_processing_s:
-        delay = expected_processing_s - age
+    first = first_check_s((due_at - created_at).total_seconds(), expected_processing_s)
+    if age < first:
+        delay = first - age
     else:
         delay = max(staging.poll_min_s, min(staging.poll_max_s, age / 2))
     delay *= spacing

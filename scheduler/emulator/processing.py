@@ -19,15 +19,17 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v")
 
 
-@dataclass(frozen=True)
+@dataclass
 class MediaRule:
-    """Media whose URL contains `substring` process this long and/or fail this way."""
+    """Media whose URL contains `substring` process this long and/or fail this way (the
+    failure only for the first `times` containers, when set: a fault that goes away)."""
 
     substring: str
     processing_s: float | None = None
     fail_subcode: int | None = None
     fail_message: str | None = None
     fail_code: int | None = None
+    times: int | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -36,6 +38,7 @@ class MediaRule:
             "fail_subcode": self.fail_subcode,
             "fail_message": self.fail_message,
             "fail_code": self.fail_code,
+            "times": self.times,
         }
 
 
@@ -60,8 +63,10 @@ def plan_processing(
             if rule.substring in url:
                 if rule.processing_s is not None:
                     processing = rule.processing_s
-                if rule.fail_subcode is not None:
+                if rule.fail_subcode is not None and (rule.times is None or rule.times > 0):
                     failure = _failure(rule.fail_subcode, rule.fail_message, rule.fail_code)
+                    if rule.times is not None:
+                        rule.times -= 1
                 break
         hints = parse_qs(urlsplit(url).query)
         if "emu_processing_s" in hints:

@@ -60,11 +60,13 @@ class EmulatorState(PublishingOps, CommentOps, MessagingOps, SubscriptionOps):
         fail_subcode: int | None = None,
         fail_message: str | None = None,
         fail_code: int | None = None,
+        times: int | None = None,
     ) -> None:
-        """Media whose URL contains `substring` takes `processing_s` and/or ends in ERROR."""
+        """Media whose URL contains `substring` takes `processing_s` and/or ends in ERROR
+        (the first `times` containers only, when given)."""
         with self.lock:
             self._media_rules.append(
-                MediaRule(substring, processing_s, fail_subcode, fail_message, fail_code)
+                MediaRule(substring, processing_s, fail_subcode, fail_message, fail_code, times)
             )
 
     def clear_media_rules(self) -> None:

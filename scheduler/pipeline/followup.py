@@ -1,4 +1,5 @@
-"""After publish: the permalink (best effort) and the first comment, exactly once.
+"""After publish: the permalink (best effort, read in bulk for a burst), the first comment
+(exactly once), and the account's publishing quota when our copy is due for a refresh.
 
 Meta can create a comment and still answer with an error, so before any retry we look for
 the account's own comment with the same text on the media.
@@ -6,13 +7,16 @@ the account's own comment with the same text on the media.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import timedelta
 from typing import Any
 
 from scheduler.graph.errors import ErrorClass, GraphError
 from scheduler.lifecycle import backoff_s, retries_left
+from scheduler.pipeline.liveness import SEARCH_MARGIN_S
 from scheduler.pipeline.outcomes import update
+from scheduler.pipeline.quota import quota_after_publish
 from scheduler.pipeline.runtime import Paused, Runtime
 from scheduler.store import PostRecord
 
@@ -21,11 +25,13 @@ log = logging.getLogger(__name__)
 
 async def followup(rt: Runtime, post: PostRecord, token: str) -> None:
     values: dict[str, Any] = {}
+    with contextlib.suppress(GraphError, Paused):  # best effort; the next publish tries again
+        await quota_after_publish(rt, post, token)
     if post.media_id and not post.permalink:
         try:
-            info = await rt.graph.media_info(post.media_id, token)
-            if info.get("permalink"):
-                values["permalink"] = info["permalink"]
+            link = await permalink_of(rt, post, token)
+            if link:
+                values["permalink"] = link
         except (GraphError, Paused) as e:
             log.info("permalink of %s not found (kept empty): %s", post.key, e)
     text = post.spec.get("first_comment")
@@ -58,6 +64,35 @@ async def followup(rt: Runtime, post: PostRecord, token: str) -> None:
         return
     await update(rt, post, "first comment posted" + (" (found after an error answer)" if existing else ""),
                  followup_pending=False, comment_state="posted", comment_id=comment_id, **values)
+
+
+async def permalink_of(rt: Runtime, post: PostRecord, token: str) -> str | None:
+    """The post's permalink: from a bulk read of the account's media back to the post's time
+    (one call, or a page per 50 media, for every post of a burst), else read alone."""
+    assert post.media_id is not None
+    ig = rt.ig_user_id(post.account)
+    assert ig is not None
+    cache = rt.permalinks
+    if (link := cache.get(post.media_id)) is not None:
+        return link
+    since = (post.published_at or rt.clock.now()) - timedelta(seconds=SEARCH_MARGIN_S)
+    async with cache.lock(post.account):
+        if (link := cache.get(post.media_id)) is not None:
+            return link  # a bulk read made while we waited found it
+        try:
+            found = {str(m["id"]): str(m["permalink"])
+                     async for m in rt.graph.media_back_to(ig, token, since, fields=("id", "permalink"),
+                                                           stories=post.kind == "story")
+                     if m.get("id") and m.get("permalink")}
+        except GraphError as e:
+            log.info("permalinks of %s not read in bulk: %s", post.account, e)
+            found = {}
+        cache.add(found)
+        await rt.db(rt.store.set_permalinks, post.account, found)
+    if (link := found.get(post.media_id)) is not None:
+        return link
+    info = await rt.graph.media_info(post.media_id, token, fields=("id", "permalink"))
+    return str(info["permalink"]) if info.get("permalink") else None
 
 
 async def _own_comment(rt: Runtime, post: PostRecord, token: str, text: str) -> str | None:

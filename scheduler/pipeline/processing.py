@@ -28,14 +28,19 @@ DEFAULT_PROCESSING_S = {"image": 2.0, "video": 20.0}
 
 
 def observed_processing_s(
-    created: datetime, checked: datetime, previous_check: datetime | None, previous_status: str | None
-) -> float:
+    created: datetime, checked: datetime, previous_check: datetime | None, previous_status: str | None,
+    expected_s: float | None = None,
+) -> float | None:
     """The midpoint of the interval in which processing ended: after the last IN_PROGRESS
-    answer (or the creation) and no later than the FINISHED answer at `checked`."""
+    answer (or the creation) and no later than the FINISHED answer at `checked`. None when
+    the interval says little: a first check made long after the expected time (more than
+    twice it, as a patient first check is) only bounds the time from above."""
     upper = (checked - created).total_seconds()
     lower = 0.0
     if previous_check is not None and previous_status == "IN_PROGRESS":
         lower = min(upper, max(0.0, (previous_check - created).total_seconds()))
+    elif expected_s is not None and upper > 2 * expected_s:
+        return None
     return (lower + max(upper, 0.0)) / 2
 
 

@@ -19,7 +19,9 @@ from scheduler.config import AccountSettings, Settings
 from scheduler.graph.client import CallRecord, GraphClient
 from scheduler.pipeline.calllog import CallLog
 from scheduler.pipeline.pauses import Paused, Pauses
+from scheduler.pipeline.permalinkcache import Permalinks
 from scheduler.pipeline.processing import ProcessingTimes
+from scheduler.pipeline.quotareads import QuotaReads
 from scheduler.service.credentials import TokenProvider
 from scheduler.store import AccountRecord, PostRecord, Store
 
@@ -38,6 +40,8 @@ class Runtime:
         self.pauses = Pauses(settings, clock)
         self.calllog = CallLog(store)
         self.processing = ProcessingTimes(store)
+        self.quota = QuotaReads()  # publishing-quota reads: one at a time per account
+        self.permalinks = Permalinks()  # permalinks read in bulk, per account
         self.calls_made = 0
         # which token a step calls with: the configured one or a refreshed one (store)
         self.tokens = TokenProvider(settings, store)

@@ -28,11 +28,12 @@ from scheduler.graph.errors import ErrorClass, GraphError
 from scheduler.lifecycle import Hold, PostMove, State, poll_delay_s
 from scheduler.models import PostSpec
 from scheduler.pipeline.budget import container_slot_at
+from scheduler.pipeline.failed_containers import container_failed
 from scheduler.pipeline.outcomes import fail, handle_error, transition, update
 from scheduler.pipeline.params import media_for_position, params_for_position, parent_params
 from scheduler.pipeline.processing import observed_processing_s
 from scheduler.pipeline.published import record_published
-from scheduler.pipeline.quota import ensure_quota_fresh
+from scheduler.pipeline.quota import quota_before_ready
 from scheduler.pipeline.runtime import Paused, Runtime
 from scheduler.store import MediaRecord, PostRecord
 
@@ -130,6 +131,7 @@ async def _stage(rt: Runtime, post: PostRecord, spec: PostSpec, token: str) -> N
     if not await _budget_ok(rt, post, spec, media):
         return
     pending: list[tuple[datetime, float]] = []  # (created at, expected processing s)
+    unpolled = False
     for m in media:
         expected = await rt.processing.expected_s(post.account, m.media_kind)
         if m.container_id is None:
@@ -139,6 +141,9 @@ async def _stage(rt: Runtime, post: PostRecord, spec: PostSpec, token: str) -> N
                         container_created_at=created, status_code="IN_PROGRESS", status_checked_at=None)
             if m.position == 0:
                 await update(rt, post, None, release=False, container_id=cid, container_created_at=created)
+            if unpolled_image(post, m, expected, created):
+                unpolled = True
+                continue
             pending.append((created, expected))
             continue
         if m.status_code == "FINISHED":
@@ -149,10 +154,12 @@ async def _stage(rt: Runtime, post: PostRecord, spec: PostSpec, token: str) -> N
                     error=st.status if st.status_code == "ERROR" else None)
         if st.status_code == "FINISHED":
             if m.container_created_at:
-                rt.processing.observe(post.account, m.media_kind, observed_processing_s(
-                    m.container_created_at, checked, m.status_checked_at, m.status_code))
+                seen = observed_processing_s(m.container_created_at, checked, m.status_checked_at, m.status_code,
+                                             expected)
+                if seen is not None:
+                    rt.processing.observe(post.account, m.media_kind, seen)
         elif st.status_code == "ERROR":
-            await fail(rt, post, f"Meta could not process {_label(m)} ({m.source}): {st.status or 'ERROR'}")
+            await container_failed(rt, post, m, st.status)
             return
         elif st.status_code == "EXPIRED":
             # never published (that would say PUBLISHED): safe to make a new one
@@ -176,9 +183,25 @@ async def _stage(rt: Runtime, post: PostRecord, spec: PostSpec, token: str) -> N
         if parent is not True:
             pending.append(parent)
     if not pending:
-        await _ready(rt, post, token)
+        await _ready(rt, post, token, NOT_POLLED if unpolled else "every container processed")
         return
     await _poll_later(rt, post, pending)
+
+
+# An image is processed in seconds: with minutes to spare, a status check would only say
+# FINISHED, and media_publish at the due time tells as much (a container still processing is
+# refused with 9007 and polled then; one in ERROR is refused with its error).
+NO_CHECK_MIN_LEAD_S = 60.0
+NO_CHECK_LEAD_FACTOR = 30.0  # … and the time left is this many times the expected processing
+NOT_POLLED = "image container created; not polled: media_publish at its time tells that it is processed"
+
+
+def unpolled_image(post: PostRecord, m: MediaRecord, expected_s: float, created: datetime) -> bool:
+    """A single image (feed or story) created well ahead of its time needs no status check."""
+    if post.asap or post.kind not in ("image", "story") or m.position != 0 or m.media_kind != "image":
+        return False
+    left = (post.due_at - created).total_seconds()
+    return left >= max(NO_CHECK_MIN_LEAD_S, NO_CHECK_LEAD_FACTOR * expected_s)
 
 
 async def _went_live(rt: Runtime, post: PostRecord, token: str) -> None:
@@ -208,7 +231,7 @@ async def _carousel_parent(
     if st.status_code == "FINISHED":
         return True
     if st.status_code == "ERROR":
-        await fail(rt, post, f"Meta could not process the carousel container: {st.status or 'ERROR'}")
+        await container_failed(rt, post, None, st.status)
         return None
     if st.status_code == "PUBLISHED":
         await _went_live(rt, post, token)
@@ -221,14 +244,14 @@ async def _carousel_parent(
     return made, expected
 
 
-async def _ready(rt: Runtime, post: PostRecord, token: str) -> None:
+async def _ready(rt: Runtime, post: PostRecord, token: str, event: str) -> None:
     try:  # now rather than at the due time: then only media_publish remains
-        await ensure_quota_fresh(rt, post, token)
+        await quota_before_ready(rt, post, token)
     except (GraphError, Paused) as e:
-        log.info("publishing quota of %s not refreshed: %s", post.account, e)
+        log.info("publishing quota of %s not read: %s", post.account, e)
     now = rt.clock.now()
     due = post.due_at
-    event, cause = "every container processed", None
+    cause = None
     if now > due and not post.asap:
         lag = (now - due).total_seconds()
         cause = f"{await _late_what(rt, post)} was still processing at its time"

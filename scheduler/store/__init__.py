@@ -22,7 +22,7 @@ from scheduler.lifecycle import ActionMove, PostMove, TransitionNotAllowed
 from scheduler.models import PostSpec
 from scheduler.store import accounts as acc
 from scheduler.store import actions as act
-from scheduler.store import claims, history, profiles, stats
+from scheduler.store import attempts, claims, history, profiles, stats
 from scheduler.store import posts as qp
 from scheduler.store import service as svc
 from scheduler.store.actions import ActionNotFound, BudgetCheck
@@ -299,7 +299,7 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
             used = len(times) + flying
             if a and a.quota_usage is not None and a.quota_checked_at is not None:
                 # Meta's own count can include posts made elsewhere (the app, other tools)
-                mine_since_check = sum(1 for t in times if t > a.quota_checked_at)
+                mine_since_check = sum(1 for t in times if t >= a.quota_checked_at)
                 used = max(used, a.quota_usage + mine_since_check)
             if used >= total:
                 own = len(times)
@@ -314,15 +314,37 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
             )
             return QuotaCheck(True, used + 1, total, None)
 
+    def publish_attempt_times(self, post_id: int) -> list[datetime]:
+        """When each media_publish of a post began, oldest first."""
+        with self._read() as conn:
+            return attempts.publish_attempt_times(conn, post_id)
+
+    def media_ids_owned(self, account: str, since: datetime, exclude_post: int) -> set[str]:
+        """Media ids that other posts of the account (published since `since`) own."""
+        with self._read() as conn:
+            return attempts.media_ids_owned(conn, account, to_naive_utc(since), exclude_post)
+
+    def set_permalinks(self, account: str, found: Mapping[str, str]) -> int:
+        """Record permalinks read in bulk for the account's published posts without one."""
+        if not found:
+            return 0
+        now = self.now()
+        with self._tx() as conn:
+            return attempts.set_permalinks(conn, account, found, now)
+
     def set_reauth(self, account: str, needed: bool, reason: str | None) -> None:
         now = self.now()
         with self._tx() as conn:
             acc.set_reauth(conn, account, needed, reason, now)
 
-    def update_quota(self, account: str, usage: int, total: int, duration_s: int) -> None:
+    def update_quota(self, account: str, usage: int, total: int, duration_s: int,
+                     asked_at: datetime | None = None) -> None:
+        """Meta's figure, as of `asked_at` (when the read was sent: a publish that lands while
+        the answer travels is then counted on top of it, never missed)."""
         now = self.now()
         with self._tx() as conn:
-            acc.update_quota(conn, account, usage, total, duration_s, now)
+            acc.update_quota(conn, account, usage, total, duration_s, now,
+                             to_naive_utc(asked_at) if asked_at is not None else now)
 
     def app_pause(self) -> tuple[datetime, str] | None:
         now = self.now()
@@ -340,7 +362,7 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
                 times = acc.published_in_window(conn, a.name, now, window)
                 mine = used = len(times)
                 if a.quota_usage is not None and a.quota_checked_at is not None:
-                    since_check = sum(1 for t in times if t > a.quota_checked_at)
+                    since_check = sum(1 for t in times if t >= a.quota_checked_at)
                     used = max(mine, a.quota_usage + since_check)
                 paused = a.paused_until is not None and a.paused_until > now
                 out.append({

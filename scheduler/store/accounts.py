@@ -81,10 +81,12 @@ def set_reauth(conn: Connection, name: str, needed: bool, reason: str | None, no
     )
 
 
-def update_quota(conn: Connection, name: str, usage: int, total: int, duration_s: int, now: datetime) -> None:
+def update_quota(conn: Connection, name: str, usage: int, total: int, duration_s: int, now: datetime,
+                 asked_at: datetime) -> None:
     conn.execute(
         accounts.update().where(accounts.c.name == name).values(
-            quota_usage=usage, quota_total=total, quota_duration_s=duration_s, quota_checked_at=now, updated_at=now
+            quota_usage=usage, quota_total=total, quota_duration_s=duration_s, quota_checked_at=asked_at,
+            updated_at=now,
         )
     )
 

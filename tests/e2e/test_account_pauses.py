@@ -3,29 +3,49 @@
 25/2207050 (restricted or checkpointed: a person must act in the Instagram app) and 368
 (temporarily blocked for policy reasons) pause the account instead of failing the post: no
 call goes to it while paused, the other account carries on, and afterwards every post is
-published exactly once.
+published exactly once. The pauses have their shipped lengths: the clock jumps over them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.daemonrun import run_until
+from scheduler.clock import FakeClock
+from scheduler.config import Settings
+from scheduler.emulator import RunningEmulator
+from scheduler.store import Store
 from tests.e2e.test_faults import (
     BRAND2,
     SHOP,
     add_accounts,
     all_posts,
     fast_settings,
-    new_store,
     per_caption,
-    settled,
     start,
     tokens,  # noqa: F401 - the autouse fixture that puts the tokens in the environment
 )
 from tests.helpers import image_spec
+from tests.kinds_support import run_daemon, warped_emulator
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()  # frozen between jumps: pauses pass in a jump, not in real time
+
+
+@pytest.fixture
+def emulator(clock: FakeClock) -> Iterator[RunningEmulator]:
+    with warped_emulator(clock) as e:
+        yield e
+
+
+def new_store(settings: Settings, clock: FakeClock) -> Store:
+    store = Store(settings.database.url, clock=clock)
+    store.sync_accounts(settings.accounts)
+    return store
 
 
 def _shop_calls(emu: Any) -> list[dict[str, Any]]:
@@ -45,20 +65,20 @@ def _refusal(emu: Any, code: int) -> tuple[int, dict[str, Any]]:
     return i, refused
 
 
-def test_account_restricted_pauses_the_account_until_a_person_acts(db_url: str, emulator: Any) -> None:
+def test_account_restricted_pauses_the_account_until_a_person_acts(db_url: str, emulator: Any, clock: FakeClock) -> None:
     emu = emulator
     add_accounts(emu)
     emu.state.inject("media_publish", 25, 2207050, account=SHOP)  # once: then the person has acted
-    pause_s = 2.0
+    pause_s = 300.0  # the shipped limits.reauth_check_s: a jump on the fake clock
     settings = fast_settings(db_url, emu.base_url, limits={"reauth_check_s": pause_s})
-    store = new_store(settings)
+    store = new_store(settings, clock)
     _enqueue_three(store, settings)
 
     def restricted_seen() -> bool:
         a = store.account("shop")
         return a is not None and a.needs_reauth
 
-    run_until(settings, store, restricted_seen, timeout_s=30)
+    run_daemon(settings, store, timeout_s=30, until=restricted_seen, warp=clock)
     account = store.account("shop")
     assert account is not None and account.needs_reauth
     assert "Instagram app" in (account.reauth_reason or ""), account.reauth_reason
@@ -67,7 +87,7 @@ def test_account_restricted_pauses_the_account_until_a_person_acts(db_url: str, 
     assert "a person must act in the Instagram app" in (waiting[0].reason or ""), waiting[0].reason
     assert "2207050" in (waiting[0].reason or "")
 
-    run_until(settings, store, lambda: settled(store), timeout_s=30)
+    run_daemon(settings, store, timeout_s=30, warp=clock)
     posts = all_posts(store)
     assert {k: p.state for k, p in posts.items()} == {"s1": "published", "s2": "published", "b1": "published"}
     assert sorted(per_caption(emu).items()) == [("brand one", 1), ("shop one", 1), ("shop two", 1)]
@@ -87,15 +107,15 @@ def test_account_restricted_pauses_the_account_until_a_person_acts(db_url: str, 
 
 
 @pytest.mark.parametrize("subcode", [None, 1390008])
-def test_policy_block_pauses_the_account_with_a_backoff(db_url: str, emulator: Any, subcode: int | None) -> None:
+def test_policy_block_pauses_the_account_with_a_backoff(db_url: str, emulator: Any, clock: FakeClock, subcode: int | None) -> None:
     emu = emulator
     add_accounts(emu)
     emu.state.inject("media_publish", 368, subcode, account=SHOP)
-    backoff_s = 2.0
+    backoff_s = 600.0  # the shipped limits.throttle_backoff_s
     settings = fast_settings(db_url, emu.base_url, limits={"throttle_backoff_s": backoff_s})
-    store = new_store(settings)
+    store = new_store(settings, clock)
     _enqueue_three(store, settings)
-    run_until(settings, store, lambda: settled(store), timeout_s=30)
+    run_daemon(settings, store, timeout_s=30, warp=clock)
     posts = all_posts(store)
     assert {k: p.state for k, p in posts.items()} == {"s1": "published", "s2": "published", "b1": "published"}
     assert sorted(per_caption(emu).items()) == [("brand one", 1), ("shop one", 1), ("shop two", 1)]
@@ -113,15 +133,15 @@ def test_policy_block_pauses_the_account_with_a_backoff(db_url: str, emulator: A
     assert [r for r in emu.state.requests if r["account"] == BRAND2 and r["error_code"]] == []
 
 
-def test_policy_block_on_the_first_comment_waits_and_posts_it_once(db_url: str, emulator: Any) -> None:
+def test_policy_block_on_the_first_comment_waits_and_posts_it_once(db_url: str, emulator: Any, clock: FakeClock) -> None:
     emu = emulator
     add_accounts(emu)
     emu.state.inject("comments", 368, account=SHOP, method="POST")
-    backoff_s = 1.5
+    backoff_s = 600.0
     settings = fast_settings(db_url, emu.base_url, limits={"throttle_backoff_s": backoff_s})
-    store = new_store(settings)
+    store = new_store(settings, clock)
     store.enqueue([image_spec("c1", in_s=2.5, caption="with comment", first_comment="first!")], "test")
-    run_until(settings, store, lambda: settled(store), timeout_s=30)
+    run_daemon(settings, store, timeout_s=30, warp=clock)
     post = store.get("c1")
     assert post is not None and post.state == "published" and post.comment_state == "posted", post
     posts = [r for r in _shop_calls(emu) if r["endpoint"] == "comments" and r["method"] == "POST"]

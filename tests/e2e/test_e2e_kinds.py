@@ -493,7 +493,9 @@ posts:
 def test_a_failed_permalink_lookup_never_fails_a_live_post(db_url: str, clock: FakeClock, emu: RunningEmulator) -> None:
     """The media id comes from media_publish; the permalink is a later read, best effort: when
     it fails, the post stays published (without a permalink) and its first comment still goes."""
-    emu.state.inject("media_info", 100, 33, account=SHOP_ID)  # "object does not exist"
+    # "object does not exist", for the bulk read of the account's media and the single read
+    emu.state.inject("media_list", 100, 33, account=SHOP_ID)
+    emu.state.inject("media_info", 100, 33, account=SHOP_ID)
     text = f"""
 account: shop
 posts:
@@ -512,4 +514,4 @@ posts:
     assert p.state == "published" and p.reason is None
     assert p.media_id == emu.state.published_media()[0]["id"] and p.permalink is None
     assert p.comment_state == "posted" and len(emu.state.comments(p.media_id)) == 1
-    assert count(emu, "media_info", outcome="error") == 1
+    assert count(emu, "media_list", outcome="error") == 1 and count(emu, "media_info", outcome="error") == 1

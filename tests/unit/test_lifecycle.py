@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from scheduler.config import LeadSettings, RetrySettings, StagingSettings
 from scheduler.headroom import pause_until_from_error, pause_until_from_usage, spacing_factor
-from scheduler.lifecycle import backoff_s, poll_delay_s, retries_left, stage_at
+from scheduler.lifecycle import backoff_s, first_check_s, poll_delay_s, retries_left, stage_at
 
 T0 = datetime(2026, 12, 1, 9, 0, 0)
 
@@ -24,10 +24,16 @@ def test_backoff_doubles_and_caps() -> None:
 
 
 def test_first_poll_waits_for_the_expected_processing_time() -> None:
+    """Due soon: at the expected processing time. With time to spare: when processing is very
+    likely over (4 × expected), but never past half the time to the due time."""
     s = StagingSettings(poll_min_s=1, poll_max_s=60)
+    soon = T0 + timedelta(seconds=40)
+    assert poll_delay_s(T0, soon, T0, 20, s) == 20
+    assert poll_delay_s(T0 + timedelta(seconds=5), soon, T0, 20, s) == 15
     due = T0 + timedelta(hours=1)
-    assert poll_delay_s(T0, due, T0, 20, s) == 20
-    assert poll_delay_s(T0 + timedelta(seconds=5), due, T0, 20, s) == 15
+    assert poll_delay_s(T0, due, T0, 20, s) == 80
+    assert poll_delay_s(T0 + timedelta(seconds=5), due, T0, 20, s) == 75
+    assert first_check_s(100, 20) == 50 and first_check_s(30, 20) == 20
 
 
 def test_polling_is_sparse_far_from_due_and_dense_close_to_it() -> None:

@@ -27,6 +27,10 @@ def test_processing_is_learnt_as_the_middle_of_the_interval_it_ended_in() -> Non
     assert observed_processing_s(T0, at(20), None, None) == 10
     assert observed_processing_s(T0, at(20), at(20), "FINISHED") == 10  # not a lower bound
     assert observed_processing_s(T0, at(5), at(-3), "IN_PROGRESS") == 2.5  # clock oddities
+    # a patient first check (long after the expected time) only bounds it from above
+    assert observed_processing_s(T0, at(80), None, None, expected_s=20) is None
+    assert observed_processing_s(T0, at(30), None, None, expected_s=20) == 15
+    assert observed_processing_s(T0, at(80), at(60), "IN_PROGRESS", expected_s=20) == 70
 
 
 def _spec(source: str) -> PostSpec:
