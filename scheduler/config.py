@@ -26,6 +26,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class _OnKey(_Strict):
+    """Settings with an `on:` key (rules, notify targets)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml11_on(cls, data: Any) -> Any:
+        # YAML 1.1 reads a bare `on:` key as True; load_settings keeps it a string, and
+        # this catches documents parsed elsewhere
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
+
 class DatabaseSettings(_Strict):
     url: str = "sqlite:///igsched.db"
 
@@ -342,7 +355,7 @@ DM_TEXT_MAX_BYTES = 1000
 REPLY_TEXT_MAX_CHARS = 2200
 
 
-class RuleSettings(_Strict):
+class RuleSettings(_OnKey):
     """A rule: when an event of kind `on` (optionally of one account, one media) matches,
     these actions are planned, in the order reply, private_reply, message, hide."""
 
@@ -355,15 +368,6 @@ class RuleSettings(_Strict):
     reply: Annotated[str | None, Field(min_length=1, max_length=REPLY_TEXT_MAX_CHARS)] = None
     hide: bool = False
     message: Annotated[str | None, Field(min_length=1)] = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _yaml11_on(cls, data: Any) -> Any:
-        # YAML 1.1 reads a bare `on:` key as True; load_settings keeps it a string, and
-        # this catches documents parsed elsewhere
-        if isinstance(data, dict) and True in data and "on" not in data:
-            data = {("on" if k is True else k): v for k, v in data.items()}
-        return data
 
     @field_validator("match")
     @classmethod
@@ -425,7 +429,7 @@ NotifyEvent = Literal["post_failed", "needs_reauth", "token_expiring", "post_lat
 NOTIFY_EVENTS: tuple[NotifyEvent, ...] = get_args(NotifyEvent)
 
 
-class NotifyTarget(_Strict):
+class NotifyTarget(_OnKey):
     """Where events go: a URL (POST, signed) or a command (the JSON on standard input)."""
 
     url: str | None = None
@@ -434,15 +438,6 @@ class NotifyTarget(_Strict):
     secret_file: Path | None = None
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
     on: list[NotifyEvent] = Field(default_factory=lambda: list(NOTIFY_EVENTS))
-
-    @model_validator(mode="before")
-    @classmethod
-    def _yaml11_on(cls, data: Any) -> Any:
-        # YAML 1.1 reads a bare `on:` key as True; load_settings keeps it a string, and
-        # this catches documents parsed elsewhere
-        if isinstance(data, dict) and True in data and "on" not in data:
-            data = {("on" if k is True else k): v for k, v in data.items()}
-        return data
 
     @field_validator("url")
     @classmethod
