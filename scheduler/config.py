@@ -114,7 +114,7 @@ class DaemonSettings(_Strict):
     identity: str | None = None  # default: host name
     tick_s: Annotated[float, Field(gt=0)] = 5.0
     lease_s: Annotated[float, Field(gt=0)] = 30.0
-    workers: Annotated[int, Field(gt=0, le=256)] = 16
+    workers: Annotated[int, Field(gt=0, le=256)] = 64
 
     def resolved_identity(self) -> str:
         return self.identity or socket.gethostname()

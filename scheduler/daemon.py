@@ -23,7 +23,7 @@ from scheduler.lifecycle import ACTIVE
 from scheduler.pipeline.runtime import Runtime
 from scheduler.pipeline.worker import work
 from scheduler.sdnotify import notify, watchdog_interval_s
-from scheduler.store import Store
+from scheduler.store import DB_THREADS, Store
 
 log = logging.getLogger(__name__)
 DRAIN_S = 20.0
@@ -61,8 +61,9 @@ class Daemon:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        # database calls run in threads: enough of them that every worker can wait on one
-        loop.set_default_executor(ThreadPoolExecutor(self.settings.daemon.workers + 4, "igsched-db"))
+        # database calls run in threads, as many as the engine's pool has connections: more
+        # would only queue for a connection (or, on SQLite, for the one writer)
+        loop.set_default_executor(ThreadPoolExecutor(DB_THREADS, "igsched-db"))
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # SIGHUP too: systemd restarts us
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)

@@ -7,8 +7,10 @@ Methods are synchronous and short; the daemon calls them through asyncio.to_thre
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Unpack
@@ -26,6 +28,7 @@ from scheduler.store import posts as qp
 from scheduler.store.claims import LeaseLost
 from scheduler.store.engine import (
     READ_ONLY,
+    DB_THREADS,
     DatabaseUnreachable,
     SchemaBehind,
     current_revision,
@@ -47,7 +50,7 @@ from scheduler.store.records import (
 )
 
 __all__ = [
-    "AccountRecord", "CallLike", "DatabaseUnreachable", "EnqueueReport", "LeaseLost", "MediaChanges",
+    "DB_THREADS", "AccountRecord", "CallLike", "DatabaseUnreachable", "EnqueueReport", "LeaseLost", "MediaChanges",
     "MediaRecord", "NotAllowed", "PostChanges", "PostNotFound", "PostRecord", "QuotaCheck",
     "SchemaBehind", "Store", "TransitionNotAllowed", "UsageFigures", "current_revision",
     "head_revision", "safe_url", "upgrade", "upgrade_database",
@@ -78,6 +81,10 @@ class Store:
         the database's clock on PostgreSQL; tests pass a FakeClock to drive both."""
         self.engine = make_engine(url)
         self.clock = clock
+        # SQLite has one writer at a time. Threads of this process queue for it here, in
+        # order, instead of in SQLite's busy handler, which sleeps (up to 100 ms a try) and
+        # turns a burst of short writes into a crawl; other processes still wait in it.
+        self._writer: AbstractContextManager[Any] = threading.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
         ensure_current(self.engine, upgrade_if_behind=upgrade)
 
     @property
@@ -96,7 +103,7 @@ class Store:
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
+        with self._writer, self.engine.begin() as conn:
             yield conn
 
     def now(self) -> datetime:
