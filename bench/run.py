@@ -33,9 +33,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import report, scenarios  # noqa: E402
-from scheduler.config import DaemonSettings  # noqa: E402
-from bench.harness import Emulator, loadavg, machine, make_accounts, pg_schema, sqlite_file  # noqa: E402
+from bench import report, scenarios
+from bench.harness import Emulator, loadavg, machine, make_accounts, pg_schema, sqlite_file
+from scheduler.config import DaemonSettings
 
 LATENCY_S = 0.05
 

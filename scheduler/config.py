@@ -516,6 +516,11 @@ class Settings(_Strict):
     def account(self, name: str) -> AccountSettings | None:
         return next((a for a in self.accounts if a.name == name), None)
 
+    def skip_check(self) -> LeadSettings | None:
+        """For enqueue: with the media check off, the lead times (a new post is planned for
+        its staging time at once); else None (the check is its first step)."""
+        return None if self.preflight.enabled else self.staging.lead_s
+
 
 def startup_problems(settings: Settings) -> list[str]:
     """What is wrong with a configuration that loads but cannot fully work: said once when

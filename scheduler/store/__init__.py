@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -27,8 +28,8 @@ from scheduler.store import claims, history, stats
 from scheduler.store import posts as qp
 from scheduler.store.claims import LeaseLost
 from scheduler.store.engine import (
-    READ_ONLY,
     DB_THREADS,
+    READ_ONLY,
     DatabaseUnreachable,
     SchemaBehind,
     current_revision,
@@ -57,6 +58,9 @@ __all__ = [
 ]  # fmt: skip
 
 
+DB_CLOCK_READ_S = 30.0  # PostgreSQL: how often the database's clock is read (Store.now)
+
+
 def upgrade_database(url: str) -> None:
     """Create or upgrade the schema of the database at `url` (idempotent)."""
     engine = make_engine(url)
@@ -81,6 +85,8 @@ class Store:
         the database's clock on PostgreSQL; tests pass a FakeClock to drive both."""
         self.engine = make_engine(url)
         self.clock = clock
+        self._clock_lock = threading.Lock()
+        self._db_clock: tuple[datetime | None, float] = (None, 0.0)
         # SQLite has one writer at a time. Threads of this process queue for it here, in
         # order, instead of in SQLite's busy handler, which sleeps (up to 100 ms a try) and
         # turns a burst of short writes into a crawl; other processes still wait in it.
@@ -112,21 +118,37 @@ class Store:
         if self.clock is not None:
             return self.clock.now()
         if self.dialect == "postgresql":
-            with self._read() as conn:
-                return conn.execute(sa.text("SELECT timezone('UTC', clock_timestamp())")).scalar_one()
+            return self._db_now()
         return SYSTEM_CLOCK.now()
+
+    def _db_now(self) -> datetime:
+        """The database's clock without a round trip per call: read it every DB_CLOCK_READ_S
+        and add the time elapsed since on this host's monotonic clock (which a host clock
+        being set does not move). The reading is taken as of when its answer arrived, so the
+        estimate runs behind the database's clock by at most one round trip: never early."""
+        with self._clock_lock:
+            read, at = self._db_clock
+            if read is None or time.monotonic() - at > DB_CLOCK_READ_S:
+                with self._read() as conn:
+                    read = conn.execute(sa.text("SELECT timezone('UTC', clock_timestamp())")).scalar_one()
+                at = time.monotonic()
+                self._db_clock = (read, at)
+        return read + timedelta(seconds=time.monotonic() - at)
 
     # --- queue side -------------------------------------------------------------
     def sync_accounts(self, configured: Sequence[AccountSettings]) -> None:
         with self._tx() as conn:
             acc.sync_accounts(conn, configured, self.now())
 
-    def enqueue(self, specs: Sequence[PostSpec], actor: str) -> EnqueueReport:
+    def enqueue(self, specs: Sequence[PostSpec], actor: str,
+                skip_check: LeadSettings | None = None) -> EnqueueReport:
         """Import validated specs atomically. A new or changed post is checked at once and
-        staged at its lead time (the pipeline computes it), so no lead is needed here."""
+        staged at its lead time (the pipeline computes it). With the media check off, pass
+        the lead times as `skip_check`: posts are then planned for their staging time at
+        once, with no step taken to learn that there is nothing to check."""
         now = self.now()
         with self._tx() as conn:
-            return qp.enqueue(conn, specs, now, actor)
+            return qp.enqueue(conn, specs, now, actor, skip_check)
 
     def get(self, key: str) -> PostRecord | None:
         with self._read() as conn:

@@ -155,6 +155,6 @@ def test_a_database_at_the_first_revision_is_upgraded_with_its_posts(db_url: str
             " '2026-01-01 00:00:00', false, 'planned', '2026-01-01 00:00:00', 0, false,"
             " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"))
     store = Store(db_url)
-    assert current_revision(engine) == head_revision() == "0002"
+    assert current_revision(engine) == head_revision()
     old = store.get("old")
     assert old is not None and old.late_cause is None and old.hold is None
