@@ -20,7 +20,7 @@ from scheduler.graph.client import CallRecord, GraphClient
 from scheduler.pipeline.calllog import CallLog
 from scheduler.pipeline.pauses import Paused, Pauses
 from scheduler.pipeline.processing import ProcessingTimes
-from scheduler.store import AccountRecord, Store
+from scheduler.store import AccountRecord, Claim, Store
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -73,6 +73,12 @@ class Runtime:
     def pause_of(self, account: str) -> Paused | None:
         """The pause that stops calls to this account now, if any (in memory, no I/O)."""
         return self.pauses.current(account)
+
+    def absorb_claim(self, claim: Claim) -> None:
+        """Take in what the claim read with the posts: their accounts' pauses and usage, the
+        app pause (what load_pauses would read for each step)."""
+        for name, rec in claim.accounts.items():
+            self.pauses.absorb(name, claim.app_pause, rec)
 
     async def load_pauses(self, account: str) -> AccountRecord | None:
         """Learn pauses and usage figures other daemons (or an earlier run) recorded; returns

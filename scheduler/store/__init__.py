@@ -195,6 +195,18 @@ class Store:
         with self._read() as conn:
             return claims.next_action_at(conn)
 
+    def claim(self, owner: str, lease_s: float, limit: int) -> Claim:
+        """The daemon's claim: up to `limit` due posts leased, and in the same transaction
+        what their steps would each read first (their accounts' rows, the app pause) and
+        when to look again. An idle daemon's look costs one transaction."""
+        now = self.now()
+        with self._tx() as conn:
+            taken = claims.claim_due(conn, owner, lease_s, now, limit) if limit > 0 else []
+            names = sorted({p.account for p in taken})
+            accounts = {a.name: a for a in acc.get_accounts(conn, names)} if names else {}
+            app = acc.app_paused_until(conn, now) if taken else None
+            return Claim(taken, accounts, app, claims.next_action_at(conn), now)
+
     def transition(self, post: PostRecord, move: PostMove, actor: str, event: str | None = None,
                    release: bool = True, **values: Unpack[PostChanges]) -> PostRecord:
         """A named transition of lifecycle.POSTS, compare-and-set on the post's lease token
@@ -365,6 +377,15 @@ class Store:
                     "reauth_reason": a.reauth_reason,
                 })
         return out
+
+
+@dataclass(frozen=True)
+class Claim:
+    posts: list[PostRecord]
+    accounts: dict[str, AccountRecord]  # the claimed posts' accounts, as of the claim
+    app_pause: tuple[datetime, str] | None  # on now, if any
+    next_at: datetime | None  # the earliest next_action_at (or lease end) after the claim
+    now: datetime  # the store's time of the claim
 
 
 @dataclass(frozen=True)

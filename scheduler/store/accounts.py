@@ -39,6 +39,10 @@ def get_account(conn: Connection, name: str, lock: bool = False) -> AccountRecor
     return AccountRecord.from_row(row) if row else None
 
 
+def get_accounts(conn: Connection, names: Sequence[str]) -> list[AccountRecord]:
+    return [AccountRecord.from_row(r) for r in conn.execute(sa.select(accounts).where(accounts.c.name.in_(names)))]
+
+
 def all_accounts(conn: Connection) -> list[AccountRecord]:
     return [AccountRecord.from_row(r) for r in conn.execute(sa.select(accounts).order_by(accounts.c.name))]
 
