@@ -17,6 +17,7 @@ import httpx
 from scheduler.clock import SYSTEM_CLOCK, Clock
 from scheduler.config import AccountSettings, Settings
 from scheduler.graph.client import CallRecord, GraphClient
+from scheduler.graph.errors import ErrorClass
 from scheduler.pipeline.calllog import CallLog
 from scheduler.pipeline.pauses import Paused, Pauses
 from scheduler.pipeline.processing import ProcessingTimes
@@ -38,6 +39,9 @@ class Runtime:
         self.calllog = CallLog(store)
         self.processing = ProcessingTimes(store)
         self.calls_made = 0
+        # accounts whose token Meta refused since this daemon last saw it work: a step that
+        # was claimed before (with the account's row as it was then) checks the token first
+        self.auth_refused: set[str] = set()
         self.graph = GraphClient(
             settings.graph.base_url, settings.graph.api_version, settings.graph.timeout_s,
             on_call=self.on_call, before_call=self.pauses.guard, clock=clock,
@@ -64,6 +68,8 @@ class Runtime:
     def on_call(self, rec: CallRecord) -> None:
         self.calls_made += 1
         self.calllog.add_call(rec)
+        if rec.error_class is ErrorClass.AUTH and rec.account:
+            self.auth_refused.add(rec.account)
         learnt = self.pauses.observe(rec)
         for account, figures in learnt.usage.items():
             self.calllog.add_usage(account, figures)

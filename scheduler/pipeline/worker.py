@@ -78,7 +78,8 @@ async def _step(rt: Runtime, post: PostRecord, account: AccountRecord | Unread |
     if paused is not None and post.state not in (State.PUBLISHING, State.VERIFYING):
         await reschedule_paused(rt, post, paused)
         return
-    reauth = post.state == State.WAITING or (account is not None and account.needs_reauth)
+    reauth = (post.state == State.WAITING or (account is not None and account.needs_reauth)
+              or post.account in rt.auth_refused)
     if reauth and not await _token_works(rt, post, token):
         return
     state = post.state
@@ -148,4 +149,5 @@ async def _token_works(rt: Runtime, post: PostRecord, token: str) -> bool:
             await handle_error(rt, post, e, None)
         return False
     await rt.db(rt.store.set_reauth, post.account, False, None)
+    rt.auth_refused.discard(post.account)
     return True

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Unpack
 
@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 
 from scheduler.clock import SYSTEM_CLOCK, Clock, iso, to_naive_utc
 from scheduler.config import AccountSettings, LeadSettings
-from scheduler.lifecycle import PostMove, TransitionNotAllowed
+from scheduler.lifecycle import PostMove, State, TransitionNotAllowed
 from scheduler.models import PostSpec
 from scheduler.store import accounts as acc
 from scheduler.store import claims, history, stats
@@ -243,8 +243,7 @@ class Store:
         account's latest usage figures and pauses (extended, never shortened), the app pause."""
         now = self.now()
         with self._tx() as conn:
-            for rec in calls:
-                history.record_call(conn, rec)
+            history.record_calls(conn, calls)
             # account rows in name order, then the app row: daemons writing at the same time on
             # PostgreSQL then wait for each other instead of deadlocking
             for account in sorted(set(usage) | {name for name, _, _ in account_pauses}):
@@ -322,12 +321,15 @@ class Store:
                     return QuotaCheck(False, used, total, times[own - total] + timedelta(seconds=window),
                                       flying, exact=True)
                 return QuotaCheck(False, used, total, now + timedelta(seconds=recheck_s), flying, exact=False)
-            claims.update_post(
+            before = claims.update_post(
                 conn, post.id, post.lease_token, now, actor,
                 f"quota slot reserved ({used + 1}/{total} in the rolling window); publishing",
                 release=False, move=PostMove.BEGIN_PUBLISH, publish_started_at=now, reason=None,
             )
-            return QuotaCheck(True, used + 1, total, None)
+            # the post as it is now (publishing, same lease), without reading it again
+            after = replace(before, state=State.PUBLISHING.value, publish_started_at=now, reason=None,
+                            hold=None, updated_at=now)
+            return QuotaCheck(True, used + 1, total, None, post=after)
 
     def set_reauth(self, account: str, needed: bool, reason: str | None) -> None:
         now = self.now()
@@ -396,3 +398,4 @@ class QuotaCheck:
     free_at: datetime | None
     in_flight: int = 0
     exact: bool = True  # free_at is when a slot frees (else: when to look again)
+    post: PostRecord | None = None  # when ok: the post as it is now, in `publishing`
