@@ -20,8 +20,10 @@ def plots(doc: dict[str, Any], out: Path) -> list[str]:
         fig, ax = plt.subplots(figsize=(7, 4))
         late = sorted(burst["igsched"]["lateness_all_s"])
         ax.plot(late, [i / len(late) for i in range(len(late))], label="igsched (daemon, SQLite)")
-        ax.axvline(burst["floor"]["lateness_s"]["p99"] or 0, color="grey", linestyle="--",
-                   label="floor p99 (bare httpx)")
+        floor = sorted(burst["floor"].get("lateness_all_s") or [])
+        if floor:
+            ax.plot(floor, [i / len(floor) for i in range(len(floor))], color="grey", linestyle="--",
+                    label=f"floor (bare httpx, concurrency {burst['floor']['concurrency']})")
         ax.set_xlabel("lateness after the due time (s)")
         ax.set_ylabel("share of posts live")
         ax.set_title(f"{burst['igsched']['posts']} posts over {burst['igsched']['accounts']} accounts "
@@ -69,6 +71,14 @@ def _save(fig: Any, path: Path) -> str:
     return str(path)
 
 
+def _staged(r: dict[str, Any]) -> str:
+    """Whether the figure measures publishing alone (every post staged before its time)."""
+    if r["ready_before_due"] >= r["posts"]:
+        return f"all staged before their time (staging {r['staging_s']} s)"
+    return (f"**only {r['ready_before_due']} of {r['posts']} staged before their time** (staging "
+            f"{r['staging_s']} s): the figure includes staging; re-run with a longer --lead")
+
+
 def _la(x: list[float] | None) -> str:
     return "/".join(f"{v:.1f}" for v in x) if x else "?"
 
@@ -90,7 +100,8 @@ def table(doc: dict[str, Any]) -> str:
             f"| {i['posts']} posts / {i['accounts']} accounts due within 1 s, SQLite, 1 daemon "
             f"({i['workers']} workers) | span {i['span_s']} s ({i['vs_floor']}× floor), lateness p50 "
             f"{i['lateness_s']['p50']} s, p99 {i['lateness_s']['p99']} s, max {i['lateness_s']['max']} s; "
-            f"{i['calls_total_per_post']} calls/post; published once: {i['published_once']} "
+            f"{i['calls_total_per_post']} calls/post; published once: {i['published_once']}; "
+            f"{_staged(i)} "
             f"| span {f['span_s']} s, p50 {f['lateness_s']['p50']} s, p99 {f['lateness_s']['p99']} s "
             f"(concurrency {f['concurrency']}) | {_la(i['loadavg'])} |")
     pg = doc.get("pg_daemons")
@@ -100,7 +111,7 @@ def table(doc: dict[str, Any]) -> str:
             lines.append(
                 f"| {r['posts']} posts / {r['accounts']} accounts, PostgreSQL, {r['daemons']} daemon(s) "
                 f"| {r['posts_per_s']} posts/s ({r['speedup_vs_one']}× one daemon), span {r['span_s']} s, "
-                f"p99 {r['lateness_s']['p99']} s; published once: {r['published_once']} "
+                f"p99 {r['lateness_s']['p99']} s; published once: {r['published_once']}; {_staged(r)} "
                 f"| span {f['span_s']} s ({round(f['posts'] / f['span_s'], 1) if f['span_s'] else '?'} posts/s) "
                 f"| {_la(r['loadavg'])} |")
     for key, label in (("enqueue_sqlite", "SQLite"), ("enqueue_pg", "PostgreSQL")):

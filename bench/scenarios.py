@@ -44,7 +44,7 @@ def _spec(key: str, account: str, at: datetime, url: str) -> PostSpec:
 
 
 def _stats(values: list[float]) -> dict[str, float | None]:
-    return {q: (round(v, 4) if v is not None else None) for q, v in (
+    return {q: (round(v, 3) if v is not None else None) for q, v in (
         ("p50", percentile(values, 0.5)), ("p95", percentile(values, 0.95)), ("p99", percentile(values, 0.99)),
         ("max", max(values) if values else None))}
 
@@ -82,7 +82,7 @@ async def _floor(emu: Emulator, accounts: list[Account], posts: int, concurrency
         await asyncio.gather(*(publish(i, a, cid) for i, (a, cid) in enumerate(made)))
     late = [x for x, _ in answers]
     return {"posts": posts, "concurrency": concurrency, "span_s": round(max(t for _, t in answers) - start, 3),
-            "lateness_s": _stats(late)}
+            "lateness_s": _stats(late), "lateness_all_s": [round(x, 4) for x in late]}
 
 
 def floor(emu: Emulator, accounts: list[Account], posts: int, concurrency: int, spread_s: float) -> dict[str, Any]:
