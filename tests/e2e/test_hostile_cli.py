@@ -95,11 +95,10 @@ def test_a_failed_statement_never_carries_a_posts_values(db_url: str) -> None:
     never the post's values."""
     import sqlalchemy as sa
 
-    from tests.helpers import image_spec, settings_for
+    from tests.helpers import image_spec
 
     Store(db_url, upgrade=True)
     store = Store(_read_only(db_url))
-    settings = settings_for(db_url)
     with pytest.raises(sa.exc.SQLAlchemyError) as info:
         store.enqueue([image_spec("ro", caption="private-caption-text")], "test")
     assert "private-caption-text" not in str(info.value)
