@@ -42,6 +42,8 @@ LATENCY_S = 0.05
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     only = set(args.only.split(",")) if args.only else {"burst", "pg", "enqueue", "idle"}
+    if args.pg_scale:
+        only.add("enqueue_pg")
     quick = args.quick
     doc: dict[str, Any] = {
         "benchmark": "igsched", "quick": quick, "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -82,6 +84,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 emu.setup(accounts, LATENCY_S, quota=100)
                 f = scenarios.floor(emu, accounts, n_posts, workers or DaemonSettings().workers, spread_s=1.0)
                 doc["pg_daemons"] = {"runs": runs, "floor": f}
+            if "enqueue_pg" in only:
+                accounts = make_accounts(100)
+                emu.setup(accounts, LATENCY_S, quota=100)
+                with pg_schema() as url:
+                    doc["enqueue_pg"] = scenarios.enqueue_scale(url, accounts, args.pg_scale or 100_000, folder,
+                                                                emu.base_url)
+                    _progress("enqueue pg", doc["enqueue_pg"])
             if "enqueue" in only or "idle" in only:
                 n = 20_000 if quick else 100_000
                 accounts = make_accounts(100)
@@ -96,11 +105,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         doc["idle_sqlite"] = {"planned_posts": n, **scenarios.idle(
                             url, accounts, folder, emu.base_url, 30 if quick else 70)}
                         _progress("idle", doc["idle_sqlite"])
-                if "enqueue" in only and args.pg_scale:
-                    with pg_schema() as url:
-                        doc["enqueue_pg"] = scenarios.enqueue_scale(url, accounts, args.pg_scale, folder,
-                                                                    emu.base_url)
-                        _progress("enqueue pg", doc["enqueue_pg"])
     finally:
         emu.close()
     doc["loadavg_end"] = loadavg()
@@ -116,14 +120,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller PostgreSQL and enqueue runs (about 3 min)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"), help="folder for JSON, PNG, table")
-    ap.add_argument("--only", default="", help="comma-separated: burst,pg,enqueue,idle")
+    ap.add_argument("--only", default="", help="comma-separated: burst,pg,enqueue,idle,enqueue_pg")
     ap.add_argument("--workers", type=int, default=None, help="daemon.workers (default: igsched's default)")
     ap.add_argument("--lead", type=float, default=None,
                     help="the posts' lead time: they fall due this + 5 s after enqueue, and staging "
                          "(container creation and checks) must be done by then, see ready_before_due; "
                          "default 30 with --quick, 60 without; the PostgreSQL runs use half of it with "
                          "--quick, 1.5 times without")
-    ap.add_argument("--pg-scale", type=int, default=0, help="also enqueue this many posts on PostgreSQL")
+    ap.add_argument("--pg-scale", type=int, default=0,
+                    help="also enqueue this many posts at once on PostgreSQL (enqueue_pg; default 100,000 "
+                         "when named in --only)")
     args = ap.parse_args()
     if args.lead is None:
         args.lead = 30.0 if args.quick else 60.0
