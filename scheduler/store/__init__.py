@@ -90,7 +90,7 @@ class Store:
         # SQLite has one writer at a time. Threads of this process queue for it here, in
         # order, instead of in SQLite's busy handler, which sleeps (up to 100 ms a try) and
         # turns a burst of short writes into a crawl; other processes still wait in it.
-        self._writer: AbstractContextManager[Any] = threading.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        self._writer: AbstractContextManager[Any] = threading.RLock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
         ensure_current(self.engine, upgrade_if_behind=upgrade)
 
     @property

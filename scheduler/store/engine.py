@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 READ_ONLY = "igsched_read_only"  # execution option: a transaction that only reads
 # Connections per engine: the daemon runs at most DB_THREADS store calls at once (its
 # database thread pool), whatever its number of workers; a few more for the CLI and duties.
-# Three daemons then hold at most 3 × (DB_THREADS + 4) PostgreSQL connections.
+# Three daemons then hold at most 3 × (DB_THREADS + 4) PostgreSQL connections, 3 × 10 idle.
 DB_THREADS = 12
 POOL_SIZE = DB_THREADS + 4
 
@@ -53,7 +53,9 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
     # hide_parameters: a failed statement's message (logged, shown) never carries a post's values
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=4, hide_parameters=True)
+    # PostgreSQL: a connection held idle costs the server (several daemons, max_connections),
+    # so fewer are kept than may be open at once
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=POOL_SIZE - 6, hide_parameters=True)
 
 
 def _sqlite_engine(url: str) -> Engine:
