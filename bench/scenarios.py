@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -226,7 +227,7 @@ def idle(db_url: str, accounts: list[Account], folder: Path, base_url: str, seco
     env_tokens = {a.env: a.token for a in accounts}
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.idle_probe", str(cfg), str(seconds)],
-        cwd=ROOT, env={**__import__("os").environ, **env_tokens}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        cwd=ROOT, env={**os.environ, **env_tokens}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(min(10.0, seconds / 3))  # start-up (migrations, account sync) is not idling
     cpu0, t0 = proc_cpu_s(proc.pid), time.monotonic()
     rss = 0.0
