@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from scheduler.config import LeadSettings
-from scheduler.lifecycle import State
+from scheduler.lifecycle import PostMove, State
 from scheduler.store import Store
 from scheduler.store.claims import lane_pick, next_action_at
 from scheduler.store.schema import LANE_OTHER, LANE_PUBLISHING
@@ -123,3 +123,30 @@ def test_with_the_media_check_off_enqueue_plans_the_staging_time_at_once(store: 
     assert checked is not None and checked.preflight is None  # the check is its first step
     # nothing is due: no claim takes the skipped post before its staging time
     assert sorted(p.key for p in store.claim_due("d", 30, 10)) == ["checked", "far"]
+
+
+def test_a_due_post_goes_from_claim_to_published_in_three_transactions(store: Store) -> None:
+    """What the publish step asks of the store: the claim (with the account's row), the quota
+    slot (which hands back the post as it now is), the outcome. No read in between."""
+    store.enqueue([image_spec("pub", in_s=-1)], "t")
+    [p] = store.claim_due("d", 30, 1)
+    store.transition(p, PostMove.TO_READY, "d", container_id="c1", next_action_at=store.now())
+    transactions: list[int] = []
+
+    def note(_conn: Any) -> None:
+        transactions.append(1)
+
+    sa.event.listen(store.engine, "begin", note)
+    try:
+        claim = store.claim("d", 30, 16)
+        [post] = claim.posts
+        assert "shop" in claim.accounts and claim.next_at is not None
+        check = store.begin_publish(post, "d", 25)
+        assert check.ok and check.post is not None and check.post.state == State.PUBLISHING
+        store.transition(check.post, PostMove.MARK_PUBLISHED, "d", media_id="m1", published_at=store.now(),
+                         lateness_s=0.1, followup_pending=True)
+    finally:
+        sa.event.remove(store.engine, "begin", note)
+    assert len(transactions) == 3
+    done = store.get("pub")
+    assert done is not None and done.state == State.PUBLISHED and done.lease_token is None
