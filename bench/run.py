@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for daemons in (1, 2, 3):
                     emu.setup(accounts, LATENCY_S, quota=100)
                     with pg_schema() as url:
-                        lead = args.lead / 2 if quick else 1.5 * args.lead
+                        lead = args.lead * 2 / 3 if quick else 1.5 * args.lead
                         r = scenarios.burst(emu, url, accounts, n_posts, daemons, workers, lead_s=lead,
                                             spread_s=1.0, folder=folder)
                     runs.append(r)

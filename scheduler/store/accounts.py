@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from scheduler.config import AccountSettings
 from scheduler.lifecycle import State
@@ -22,7 +24,11 @@ def sync_accounts(conn: Connection, configured: Sequence[AccountSettings], now: 
     existing = {r.name: r.ig_user_id for r in conn.execute(sa.select(accounts.c.name, accounts.c.ig_user_id))}
     for a in configured:
         if a.name not in existing:
-            conn.execute(accounts.insert().values(name=a.name, ig_user_id=a.ig_user_id, needs_reauth=False, updated_at=now))
+            # several daemons starting at once on a new database insert the same rows: the
+            # first wins, the others carry on (on SQLite BEGIN IMMEDIATE already serialises them)
+            insert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(accounts)
+            conn.execute(insert.values(name=a.name, ig_user_id=a.ig_user_id, needs_reauth=False, updated_at=now)
+                         .on_conflict_do_nothing(index_elements=["name"]))
         elif existing[a.name] != a.ig_user_id:
             conn.execute(
                 accounts.update().where(accounts.c.name == a.name).values(
