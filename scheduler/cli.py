@@ -148,7 +148,7 @@ def enqueue(obj: Ctx, files: tuple[Path, ...]) -> None:
         problems_exit(problems)
     store = obj.store(upgrade=True)
     store.sync_accounts(settings.accounts)
-    report = store.enqueue(specs, ACTOR, [queued_message_action(m) for m in messages])
+    report = store.enqueue(specs, ACTOR, [queued_message_action(m) for m in messages], settings.skip_check())
     for key in report.new:
         click.echo(f"new        {key}")
     for key in report.updated:

@@ -132,7 +132,7 @@ class DaemonSettings(_Strict):
     identity: str | None = None  # default: host name
     tick_s: Annotated[float, Field(gt=0)] = 5.0
     lease_s: Annotated[float, Field(gt=0)] = 30.0
-    workers: Annotated[int, Field(gt=0, le=256)] = 16
+    workers: Annotated[int, Field(gt=0, le=256)] = 64
 
     def resolved_identity(self) -> str:
         return self.identity or socket.gethostname()
@@ -529,6 +529,11 @@ class Settings(_Strict):
 
     def account(self, name: str) -> AccountSettings | None:
         return next((a for a in self.accounts if a.name == name), None)
+
+    def skip_check(self) -> LeadSettings | None:
+        """For enqueue: with the media check off, the lead times (a new post is planned for
+        its staging time at once); else None (the check is its first step)."""
+        return None if self.preflight.enabled else self.staging.lead_s
 
 
 def startup_problems(settings: Settings) -> list[str]:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -30,7 +30,7 @@ from scheduler.service.exporter import MetricsExporter
 from scheduler.service.heartbeat import Heartbeat
 from scheduler.service.outbox import Outbox
 from scheduler.service.renewal import TokenRenewal
-from scheduler.store import Store
+from scheduler.store import DB_THREADS, Claim, Store
 
 log = logging.getLogger(__name__)
 DRAIN_S = 20.0
@@ -81,8 +81,9 @@ class Daemon:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        # database calls run in threads: enough of them that every worker can wait on one
-        loop.set_default_executor(ThreadPoolExecutor(self.settings.daemon.workers + 4, "igsched-db"))
+        # database calls run in threads, as many as the engine's pool has connections: more
+        # would only queue for a connection (or, on SQLite, for the one writer)
+        loop.set_default_executor(ThreadPoolExecutor(DB_THREADS, "igsched-db"))
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # SIGHUP too: systemd restarts us
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
@@ -140,38 +141,32 @@ class Daemon:
     async def _dispatch(self) -> None:
         self.actions.kick()
         free = self.settings.daemon.workers - len(self._running)
-        claimed = []
-        if free > 0:
-            self._claiming = True
-            try:
-                claimed = await asyncio.to_thread(
-                    self.store.claim_due, self.identity, self.settings.daemon.lease_s, free
-                )
-            except Exception:
-                log.exception("claiming due posts failed; trying again at the next tick")
-                return
-            finally:
-                self._claiming = False
-        for post in claimed:
-            task = asyncio.create_task(work(self.rt, post), name=f"post-{post.key}")
+        self._claiming = True
+        try:
+            # one transaction: the due posts, their accounts' rows, and when to look again
+            claim = await asyncio.to_thread(self.store.claim, self.identity, self.settings.daemon.lease_s,
+                                            max(0, free))
+        except Exception:
+            log.exception("claiming due posts failed; trying again at the next tick")
+            return
+        finally:
+            self._claiming = False
+        self.rt.absorb_claim(claim)
+        for post in claim.posts:
+            task = asyncio.create_task(work(self.rt, post, claim.accounts.get(post.account)), name=f"post-{post.key}")
             self._running.add(task)
             task.add_done_callback(self._done)
-        await self._schedule_wakeup(nothing_claimed=not claimed and free > 0)
+        self._schedule_wakeup(claim, nothing_claimed=not claim.posts and free > 0)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
         self.steps_done += 1
         self._wake.set()
 
-    async def _schedule_wakeup(self, nothing_claimed: bool) -> None:
-        try:
-            nxt, db_now = await asyncio.to_thread(self._next)
-        except Exception:
-            log.exception("could not read the next due time")
+    def _schedule_wakeup(self, claim: Claim, nothing_claimed: bool) -> None:
+        if claim.next_at is None:
             return
-        if nxt is None:
-            return
-        delay = (nxt - db_now).total_seconds()
+        delay = (claim.next_at - claim.now).total_seconds()
         if delay <= 0:
             if nothing_claimed:
                 delay = 0.05  # due but not claimable yet (leased elsewhere): look again soon
@@ -182,9 +177,6 @@ class Daemon:
         run_at = utcnow() + timedelta(seconds=delay)
         self._timer.add_job(self._wake.set, "date", run_date=run_at.replace(tzinfo=None),
                             id="wake", replace_existing=True, misfire_grace_time=None)
-
-    def _next(self) -> tuple[datetime | None, datetime]:
-        return self.store.next_action_at(), self.store.now()
 
     async def _idle(self) -> bool:
         def active_left() -> int:

@@ -70,7 +70,7 @@ def run_demo(timeout_s: float = 120.0, out: Callable[[str], None] = print) -> in
             text, n = shifted_queue(f, start, offset)
             offset += n
             specs = parse_queue_text(text, f"examples/{f.name}", settings, datetime.now(UTC))
-            report = store.enqueue(specs, "demo")
+            report = store.enqueue(specs, "demo", skip_check=settings.skip_check())
             out(f"enqueued examples/{f.name}: {len(report.new)} posts")
         out(f"fake Graph API at {emu.base_url}; database {settings.database.url}")
         out("running the daemon until every post is published …")

@@ -72,8 +72,7 @@ async def publish(rt: Runtime, post: PostRecord, token: str) -> None:
         return
     ig = rt.ig_user_id(post.account)
     assert ig is not None
-    current = await rt.db(rt.store.get_by_id, post.id)
-    post = current or post  # now in `publishing`, same lease
+    post = check.post or post  # now in `publishing`, same lease
     assert post.container_id is not None
     try:
         media_id = await rt.graph.publish(ig, token, post.container_id)

@@ -17,13 +17,14 @@ import httpx
 from scheduler.clock import SYSTEM_CLOCK, Clock
 from scheduler.config import AccountSettings, Settings
 from scheduler.graph.client import CallRecord, GraphClient
+from scheduler.graph.errors import ErrorClass
 from scheduler.pipeline.calllog import CallLog
 from scheduler.pipeline.pauses import Paused, Pauses
 from scheduler.pipeline.permalinkcache import Permalinks
 from scheduler.pipeline.processing import ProcessingTimes
 from scheduler.pipeline.quotareads import QuotaReads
 from scheduler.service.credentials import TokenProvider
-from scheduler.store import AccountRecord, PostRecord, Store
+from scheduler.store import AccountRecord, Claim, PostRecord, Store
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -48,6 +49,9 @@ class Runtime:
         # background duties listen here (metrics): each call, each post that went live
         self.call_observers: list[Callable[[CallRecord], None]] = []
         self.publish_observers: list[Callable[[PostRecord, float], None]] = []
+        # accounts whose token Meta refused since this daemon last saw it work: a step that
+        # was claimed before (with the account's row as it was then) checks the token first
+        self.auth_refused: set[str] = set()
         self.graph = GraphClient(
             settings.graph.base_url, settings.graph.api_version, settings.graph.timeout_s,
             on_call=self.on_call, before_call=self.pauses.guard, clock=clock,
@@ -74,6 +78,8 @@ class Runtime:
     def on_call(self, rec: CallRecord) -> None:
         self.calls_made += 1
         self.calllog.add_call(rec)
+        if rec.error_class is ErrorClass.AUTH and rec.account:
+            self.auth_refused.add(rec.account)
         learnt = self.pauses.observe(rec)
         for account, figures in learnt.usage.items():
             self.calllog.add_usage(account, figures)
@@ -90,6 +96,12 @@ class Runtime:
     def pause_of(self, account: str) -> Paused | None:
         """The pause that stops calls to this account now, if any (in memory, no I/O)."""
         return self.pauses.current(account)
+
+    def absorb_claim(self, claim: Claim) -> None:
+        """Take in what the claim read with the posts: their accounts' pauses and usage, the
+        app pause (what load_pauses would read for each step)."""
+        for name, rec in claim.accounts.items():
+            self.pauses.absorb(name, claim.app_pause, rec)
 
     async def load_pauses(self, account: str) -> AccountRecord | None:
         """Learn pauses and usage figures other daemons (or an earlier run) recorded; returns

@@ -18,16 +18,25 @@ from scheduler.pipeline.preflight import check
 from scheduler.pipeline.publishing import publish, verify
 from scheduler.pipeline.runtime import Paused, Runtime
 from scheduler.pipeline.staging import stage
-from scheduler.store import LeaseLost, PostRecord
+from scheduler.store import AccountRecord, LeaseLost, PostRecord
 
 log = logging.getLogger(__name__)
 
 
-async def work(rt: Runtime, post: PostRecord) -> None:
+class Unread:
+    """The account's row has not been read with the claim."""
+
+
+UNREAD = Unread()
+
+
+async def work(rt: Runtime, post: PostRecord, account: AccountRecord | Unread | None = UNREAD) -> None:
+    """One step of a claimed post. `account`: the account's row as the claim read it (the
+    pauses in it already absorbed, see Runtime.absorb_claim); UNREAD: read it now."""
     renewer = asyncio.create_task(_keep_lease(rt, post))
     try:
         with call_context(account=post.account, post_id=post.id):
-            await _step(rt, post)
+            await _step(rt, post, account)
     except LeaseLost:
         log.info("post %s: lease lost (taken over, cancelled or edited); nothing changed", post.key)
     except Exception:
@@ -52,7 +61,7 @@ async def _keep_lease(rt: Runtime, post: PostRecord) -> None:
             log.warning("post %s: could not renew its lease", post.key, exc_info=True)
 
 
-async def _step(rt: Runtime, post: PostRecord) -> None:
+async def _step(rt: Runtime, post: PostRecord, account: AccountRecord | Unread | None) -> None:
     acct = rt.account_settings(post.account)
     now = rt.clock.now()
     if acct is None:
@@ -63,12 +72,14 @@ async def _step(rt: Runtime, post: PostRecord) -> None:
     except TokenMissing as e:
         await _wait_for_account(rt, post, str(e))
         return
-    account = await rt.load_pauses(post.account)
+    if isinstance(account, Unread):
+        account = await rt.load_pauses(post.account)
     paused = rt.pause_of(post.account)
     if paused is not None and post.state not in (State.PUBLISHING, State.VERIFYING):
         await reschedule_paused(rt, post, paused)
         return
-    reauth = post.state == State.WAITING or (account is not None and account.needs_reauth)
+    reauth = (post.state == State.WAITING or (account is not None and account.needs_reauth)
+              or post.account in rt.auth_refused)
     if reauth and not await _token_works(rt, post, token):
         return
     state = post.state
@@ -138,4 +149,5 @@ async def _token_works(rt: Runtime, post: PostRecord, token: str) -> bool:
             await handle_error(rt, post, e, None)
         return False
     await rt.db(rt.store.set_reauth, post.account, False, None)
+    rt.auth_refused.discard(post.account)
     return True

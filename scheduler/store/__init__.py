@@ -7,9 +7,12 @@ Methods are synchronous and short; the daemon calls them through asyncio.to_thre
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Unpack
 
@@ -18,7 +21,7 @@ from sqlalchemy import Connection
 
 from scheduler.clock import SYSTEM_CLOCK, Clock, iso, to_naive_utc
 from scheduler.config import AccountSettings, LeadSettings
-from scheduler.lifecycle import ActionMove, PostMove, TransitionNotAllowed
+from scheduler.lifecycle import ActionMove, PostMove, State, TransitionNotAllowed
 from scheduler.models import PostSpec
 from scheduler.store import accounts as acc
 from scheduler.store import actions as act
@@ -28,6 +31,7 @@ from scheduler.store import service as svc
 from scheduler.store.actions import ActionNotFound, BudgetCheck
 from scheduler.store.claims import LeaseLost
 from scheduler.store.engine import (
+    DB_THREADS,
     READ_ONLY,
     DatabaseUnreachable,
     SchemaBehind,
@@ -63,7 +67,7 @@ from scheduler.store.service import (
 from scheduler.store.webhook_store import DeliveryRecord, EventRecord, ForwardTarget, WebhookStore
 
 __all__ = [
-    "AccountRecord", "ActionChanges", "ActionNotFound", "ActionRecord", "BudgetCheck", "CallLike",
+    "DB_THREADS", "AccountRecord", "ActionChanges", "ActionNotFound", "ActionRecord", "BudgetCheck", "CallLike", "Claim",
     "DatabaseUnreachable", "EnqueueReport", "LeaseLost", "MediaChanges", "MediaRecord", "NewAction",
     "NotAllowed", "Planned", "PostChanges", "PostNotFound", "PostRecord", "ProfileRecord",
     "QuotaCheck", "SchemaBehind", "Store", "TransitionNotAllowed", "UsageFigures",
@@ -72,6 +76,9 @@ __all__ = [
 __all__ += ["DeliveryRecord", "EventRecord", "ForwardTarget"]  # webhook side
 # running as a service (README "Running it for months")
 __all__ += ["DaemonRecord", "NewNotification", "NotificationRecord", "PostEventSeen", "TokenState"]
+
+
+DB_CLOCK_READ_S = 30.0  # PostgreSQL: how often the database's clock is read (Store.now)
 
 
 def upgrade_database(url: str) -> None:
@@ -98,6 +105,12 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
         the database's clock on PostgreSQL; tests pass a FakeClock to drive both."""
         self.engine = make_engine(url)
         self.clock = clock
+        self._clock_lock = threading.Lock()
+        self._db_clock: tuple[datetime | None, float] = (None, 0.0)
+        # SQLite has one writer at a time. Threads of this process queue for it here, in
+        # order, instead of in SQLite's busy handler, which sleeps (up to 100 ms a try) and
+        # turns a burst of short writes into a crawl; other processes still wait in it.
+        self._writer: AbstractContextManager[Any] = threading.RLock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
         ensure_current(self.engine, upgrade_if_behind=upgrade)
 
     @property
@@ -116,7 +129,7 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
+        with self._writer, self.engine.begin() as conn:
             yield conn
 
     def now(self) -> datetime:
@@ -125,9 +138,22 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
         if self.clock is not None:
             return self.clock.now()
         if self.dialect == "postgresql":
-            with self._read() as conn:
-                return conn.execute(sa.text("SELECT timezone('UTC', clock_timestamp())")).scalar_one()
+            return self._db_now()
         return SYSTEM_CLOCK.now()
+
+    def _db_now(self) -> datetime:
+        """The database's clock without a round trip per call: read it every DB_CLOCK_READ_S
+        and add the time elapsed since on this host's monotonic clock (which a host clock
+        being set does not move). The reading is taken as of when its answer arrived, so the
+        estimate runs behind the database's clock by at most one round trip: never early."""
+        with self._clock_lock:
+            read, at = self._db_clock
+            if read is None or time.monotonic() - at > DB_CLOCK_READ_S:
+                with self._read() as conn:
+                    read = conn.execute(sa.text("SELECT timezone('UTC', clock_timestamp())")).scalar_one()
+                at = time.monotonic()
+                self._db_clock = (read, at)
+        return read + timedelta(seconds=time.monotonic() - at)
 
     # --- queue side -------------------------------------------------------------
     def sync_accounts(self, configured: Sequence[AccountSettings]) -> None:
@@ -135,13 +161,15 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
             acc.sync_accounts(conn, configured, self.now())
 
     def enqueue(self, specs: Sequence[PostSpec], actor: str,
-                messages: Sequence[NewAction] = ()) -> EnqueueReport:
+                messages: Sequence[NewAction] = (), skip_check: LeadSettings | None = None) -> EnqueueReport:
         """Import validated specs (and a queue file's planned messages) atomically. A new or
         changed post is checked at once and staged at its lead time (the pipeline computes
-        it), so no lead is needed here."""
+        it). With the media check off, pass the lead times as `skip_check`: posts are then
+        planned for their staging time at once, with no step taken to learn that there is
+        nothing to check."""
         now = self.now()
         with self._tx() as conn:
-            report = qp.enqueue(conn, specs, now, actor)
+            report = qp.enqueue(conn, specs, now, actor, skip_check)
             report.actions.extend(act.insert_actions(conn, messages, now, actor))
             return report
 
@@ -192,6 +220,20 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
             times = [t for t in (claims.next_action_at(conn), act.next_action_at(conn)) if t is not None]
         return min(times) if times else None
 
+    def claim(self, owner: str, lease_s: float, limit: int) -> Claim:
+        """The daemon's claim: up to `limit` due posts leased, and in the same transaction
+        what their steps would each read first (their accounts' rows, the app pause) and
+        when to look again. An idle daemon's look costs one transaction."""
+        now = self.now()
+        with self._tx() as conn:
+            taken = claims.claim_due(conn, owner, lease_s, now, limit) if limit > 0 else []
+            names = sorted({p.account for p in taken})
+            accounts = {a.name: a for a in acc.get_accounts(conn, names)} if names else {}
+            app = acc.app_paused_until(conn, now) if taken else None
+            # the next wake-up serves engagement actions too (planned messages on the second)
+            times = [t for t in (claims.next_action_at(conn), act.next_action_at(conn)) if t is not None]
+            return Claim(taken, accounts, app, min(times) if times else None, now)
+
     def transition(self, post: PostRecord, move: PostMove, actor: str, event: str | None = None,
                    release: bool = True, **values: Unpack[PostChanges]) -> PostRecord:
         """A named transition of lifecycle.POSTS, compare-and-set on the post's lease token
@@ -228,8 +270,7 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
         account's latest usage figures and pauses (extended, never shortened), the app pause."""
         now = self.now()
         with self._tx() as conn:
-            for rec in calls:
-                history.record_call(conn, rec)
+            history.record_calls(conn, calls)
             # account rows in name order, then the app row: daemons writing at the same time on
             # PostgreSQL then wait for each other instead of deadlocking
             for account in sorted(set(usage) | {name for name, _, _ in account_pauses}):
@@ -307,12 +348,15 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
                     return QuotaCheck(False, used, total, times[own - total] + timedelta(seconds=window),
                                       flying, exact=True)
                 return QuotaCheck(False, used, total, now + timedelta(seconds=recheck_s), flying, exact=False)
-            claims.update_post(
+            before = claims.update_post(
                 conn, post.id, post.lease_token, now, actor,
                 f"quota slot reserved ({used + 1}/{total} in the rolling window); publishing",
                 release=False, move=PostMove.BEGIN_PUBLISH, publish_started_at=now, reason=None,
             )
-            return QuotaCheck(True, used + 1, total, None)
+            # the post as it is now (publishing, same lease), without reading it again
+            after = replace(before, state=State.PUBLISHING.value, publish_started_at=now, reason=None,
+                            hold=None, updated_at=now)
+            return QuotaCheck(True, used + 1, total, None, post=after)
 
     def publish_attempt_times(self, post_id: int) -> list[datetime]:
         """When each media_publish of a post began, oldest first."""
@@ -596,6 +640,15 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
 
 
 @dataclass(frozen=True)
+class Claim:
+    posts: list[PostRecord]
+    accounts: dict[str, AccountRecord]  # the claimed posts' accounts, as of the claim
+    app_pause: tuple[datetime, str] | None  # on now, if any
+    next_at: datetime | None  # the earliest next_action_at (or lease end) after the claim
+    now: datetime  # the store's time of the claim
+
+
+@dataclass(frozen=True)
 class QuotaCheck:
     ok: bool
     used: int
@@ -603,3 +656,4 @@ class QuotaCheck:
     free_at: datetime | None
     in_flight: int = 0
     exact: bool = True  # free_at is when a slot frees (else: when to look again)
+    post: PostRecord | None = None  # when ok: the post as it is now, in `publishing`

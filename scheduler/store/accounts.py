@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from scheduler.config import AccountSettings
 from scheduler.lifecycle import State
@@ -23,9 +24,10 @@ def sync_accounts(conn: Connection, configured: Sequence[AccountSettings], now: 
     existing = {r.name: r.ig_user_id for r in conn.execute(sa.select(accounts.c.name, accounts.c.ig_user_id))}
     for a in configured:
         if a.name not in existing:
-            # two daemons starting at once on PostgreSQL may both find the row missing
-            ins = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-            conn.execute(ins(accounts).values(name=a.name, ig_user_id=a.ig_user_id, needs_reauth=False, updated_at=now)
+            # several daemons starting at once on a new database insert the same rows: the
+            # first wins, the others carry on (on SQLite BEGIN IMMEDIATE already serialises them)
+            insert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(accounts)
+            conn.execute(insert.values(name=a.name, ig_user_id=a.ig_user_id, needs_reauth=False, updated_at=now)
                          .on_conflict_do_nothing(index_elements=["name"]))
         elif existing[a.name] != a.ig_user_id:
             conn.execute(
@@ -41,6 +43,10 @@ def get_account(conn: Connection, name: str, lock: bool = False) -> AccountRecor
         q = q.with_for_update()
     row = conn.execute(q).first()
     return AccountRecord.from_row(row) if row else None
+
+
+def get_accounts(conn: Connection, names: Sequence[str]) -> list[AccountRecord]:
+    return [AccountRecord.from_row(r) for r in conn.execute(sa.select(accounts).where(accounts.c.name.in_(names)))]
 
 
 def all_accounts(conn: Connection) -> list[AccountRecord]:

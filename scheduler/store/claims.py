@@ -19,7 +19,15 @@ from sqlalchemy import Connection
 from scheduler.lifecycle import ACTIVE, POSTS, PostMove, State
 from scheduler.store.posts import add_event
 from scheduler.store.records import MediaChanges, PostChanges, PostRecord
-from scheduler.store.schema import post_media, posts
+from scheduler.store.schema import (
+    LANE_OTHER,
+    LANE_OTHER_STATES,
+    LANE_PUBLISHING,
+    LANE_PUBLISHING_STATES,
+    LEASED,
+    post_media,
+    posts,
+)
 
 _ACTIVE = [s.value for s in ACTIVE]
 _PUBLISHING = [s.value for s in (State.READY, State.DEFERRED, State.PUBLISHING, State.VERIFYING)]
@@ -29,31 +37,48 @@ class LeaseLost(Exception):
     """The post is no longer ours: another worker, the user or a re-import took it."""
 
 
-def _due(now: datetime) -> sa.ColumnElement[bool]:
-    return sa.and_(
-        sa.or_(
-            posts.c.state.in_(_ACTIVE),
-            sa.and_(posts.c.state == State.PUBLISHED.value, posts.c.followup_pending.is_(True)),
-        ),
-        posts.c.next_action_at <= now,
-        sa.or_(posts.c.lease_until.is_(None), posts.c.lease_until < now),
-    )
+# the lanes must cover every active state, each once (schema.py holds them as SQL text)
+assert set(LANE_PUBLISHING_STATES) == set(_PUBLISHING)
+assert set(LANE_PUBLISHING_STATES) | set(LANE_OTHER_STATES) == set(_ACTIVE)
+assert not set(LANE_PUBLISHING_STATES) & set(LANE_OTHER_STATES)
+# SQLite's planner, without statistics, prefers ix_posts_state_next and sorts; INDEXED BY
+# makes it take the lane's index (and fail loudly, rather than sort, if it ever could not).
+# SQLAlchemy renders no index hints for SQLite, hence statements written out.
+_LANE_INDEX = {LANE_PUBLISHING: "ix_posts_claim_publishing", LANE_OTHER: "ix_posts_claim_other"}
+_TIMES = (sa.bindparam("now", type_=sa.DateTime), sa.bindparam("n", type_=sa.Integer))
+
+
+def _indexed_by(conn: Connection, index: str) -> str:
+    return f" INDEXED BY {index}" if conn.dialect.name == "sqlite" else ""
+
+
+def lane_pick(conn: Connection, lane: str) -> sa.TextClause:
+    """The ids of up to :n due, unleased posts of one lane, earliest first: a range of the
+    lane's partial index, read in its order, stopping after :n (leased rows in the range are
+    skipped; there are at most as many as posts being worked). SKIP LOCKED on PostgreSQL."""
+    lock = " FOR UPDATE SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
+    return sa.text(
+        f"SELECT id FROM posts{_indexed_by(conn, _LANE_INDEX[lane])} WHERE {lane} AND next_action_at <= :now "
+        f"AND (lease_until IS NULL OR lease_until < :now) ORDER BY next_action_at LIMIT :n{lock}"
+    ).bindparams(*_TIMES)
 
 
 def claim_due(conn: Connection, owner: str, lease_s: float, now: datetime, limit: int) -> list[PostRecord]:
-    """Lease up to `limit` due posts, earliest first. SKIP LOCKED on PostgreSQL; on SQLite
-    the surrounding BEGIN IMMEDIATE already serialises claimers."""
-    # publishing due posts goes first: polls and staging can wait a moment, the due time cannot
-    publishing_first = sa.case((posts.c.state.in_(_PUBLISHING), 0), else_=1)
-    pick = (
-        sa.select(posts.c.id).where(_due(now)).order_by(publishing_first, posts.c.next_action_at).limit(limit)
-    )
-    if conn.dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
+    """Lease up to `limit` due posts: publishing work first (the due time cannot wait; polls
+    and staging can wait a moment), each lane earliest first. One query per lane, each served
+    by the lane's index. SKIP LOCKED on PostgreSQL; on SQLite the surrounding BEGIN IMMEDIATE
+    already serialises claimers."""
+    ids: list[int] = []
+    for lane in (LANE_PUBLISHING, LANE_OTHER):
+        if len(ids) >= limit:
+            break
+        ids += conn.execute(lane_pick(conn, lane), {"now": now, "n": limit - len(ids)}).scalars().all()
+    if not ids:
+        return []
     token = uuid.uuid4().hex
     rows = conn.execute(
         posts.update()
-        .where(posts.c.id.in_(pick.scalar_subquery()))
+        .where(posts.c.id.in_(ids))
         .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_s), lease_token=token)
         .returning(*posts.c)
     ).all()
@@ -62,19 +87,17 @@ def claim_due(conn: Connection, owner: str, lease_s: float, now: datetime, limit
 
 
 def next_action_at(conn: Connection) -> datetime | None:
-    """The earliest moment any active post needs attention (leases included)."""
-    nxt = conn.execute(
-        sa.select(sa.func.min(posts.c.next_action_at)).where(
-            sa.or_(posts.c.state.in_(_ACTIVE), posts.c.followup_pending.is_(True)),
-            posts.c.lease_until.is_(None),
-        )
-    ).scalar()
-    lease = conn.execute(
-        sa.select(sa.func.min(posts.c.lease_until)).where(
-            posts.c.state.in_(_ACTIVE), posts.c.lease_until.is_not(None)
-        )
-    ).scalar()
-    candidates = [t for t in (nxt, lease) if t is not None]
+    """The earliest moment any post needs attention: the first unleased post of each lane,
+    or the first lease to run out. One statement; each part reads an index entry or a few."""
+    def first(lane: str) -> str:
+        return (f"(SELECT next_action_at FROM posts{_indexed_by(conn, _LANE_INDEX[lane])} WHERE {lane} "
+                "AND lease_until IS NULL ORDER BY next_action_at LIMIT 1)")
+
+    lease = f"(SELECT lease_until FROM posts{_indexed_by(conn, 'ix_posts_lease')} WHERE {LEASED} ORDER BY lease_until LIMIT 1)"
+    stmt = sa.text(f"SELECT {first(LANE_PUBLISHING)} AS a, {first(LANE_OTHER)} AS b, {lease} AS c").columns(
+        a=sa.DateTime, b=sa.DateTime, c=sa.DateTime)
+    row = conn.execute(stmt).one()
+    candidates = [t for t in row if t is not None]
     return min(candidates) if candidates else None
 
 

@@ -18,6 +18,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 READ_ONLY = "igsched_read_only"  # execution option: a transaction that only reads
+# Connections per engine: the daemon runs at most DB_THREADS store calls at once (its
+# database thread pool), whatever its number of workers; a few more for the CLI and duties.
+# Three daemons then hold at most 3 × (DB_THREADS + 4) PostgreSQL connections, 3 × 10 idle.
+DB_THREADS = 12
+POOL_SIZE = DB_THREADS + 4
 
 
 class SchemaBehind(Exception):
@@ -48,7 +53,9 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
     # hide_parameters: a failed statement's message (logged, shown) never carries a post's values
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
+    # PostgreSQL: a connection held idle costs the server (several daemons, max_connections),
+    # so fewer are kept than may be open at once
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=POOL_SIZE - 6, hide_parameters=True)
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -56,8 +63,10 @@ def _sqlite_engine(url: str) -> Engine:
     # a "file:" URI (uri=true) names its file itself; anything else gets its folder made
     if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
         Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    # a pool as large as the daemon's database threads: a connection opened per call (the
+    # overflow is closed on return) costs more than the statement
     engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
-                              hide_parameters=True)
+                              hide_parameters=True, pool_size=POOL_SIZE, max_overflow=4)
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

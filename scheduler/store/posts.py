@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -42,8 +43,13 @@ def _media_rows(post_id: int, spec: PostSpec) -> list[dict[str, object]]:
     return [{"post_id": post_id, "position": 0, "media_kind": m.kind, "source": m.source}]
 
 
-def _plan_values(spec: PostSpec, now: datetime) -> dict[str, object]:
+def _plan_values(spec: PostSpec, now: datetime, skip_check: LeadSettings | None = None) -> dict[str, object]:
+    """A post's planned columns. `skip_check` (the lead times), when the media check is off:
+    a post with nothing local to look at needs no step to learn that, so it is planned
+    straight for its staging time; one with a local file still takes the check step (it
+    knows whether the configured API can take an upload)."""
     due = to_naive_utc(spec.at) if spec.at is not None else now
+    skip = skip_check is not None and not any(m.is_local for m in spec.media)
     return {
         "account": spec.account,
         "kind": spec.kind,
@@ -53,8 +59,9 @@ def _plan_values(spec: PostSpec, now: datetime) -> dict[str, object]:
         "asap": spec.at is None,
         "state": State.PLANNED.value,
         "reason": None,
-        "preflight": None,
-        "next_action_at": now,  # the media check runs at once; staging at its lead time
+        "preflight": "skipped" if skip else None,
+        # the media check runs at once; staging at its lead time
+        "next_action_at": max(now, stage_at(due, spec.kind, skip_check)) if skip_check is not None and skip else now,
         "attempts": 0,
         "lease_owner": None,
         "lease_until": None,
@@ -73,41 +80,78 @@ def _plan_values(spec: PostSpec, now: datetime) -> dict[str, object]:
     }
 
 
-def enqueue(conn: Connection, specs: Sequence[PostSpec], now: datetime, actor: str) -> EnqueueReport:
-    """Import validated specs in the caller's transaction: new, updated, unchanged or kept."""
+ENQUEUE_CHUNK = 500  # keys looked up (and rows inserted) per statement
+
+
+def enqueue(conn: Connection, specs: Sequence[PostSpec], now: datetime, actor: str,
+            skip_check: LeadSettings | None = None) -> EnqueueReport:
+    """Import validated specs in the caller's transaction: new, updated, unchanged or kept.
+    Existing posts are looked up and new ones inserted in chunks, not one by one, so a queue
+    of 100,000 posts goes in within seconds."""
     report = EnqueueReport([], [], [], [])
+    existing: dict[str, Any] = {}
+    keys = list(dict.fromkeys(s.key for s in specs))
+    for i in range(0, len(keys), ENQUEUE_CHUNK):
+        chunk = keys[i:i + ENQUEUE_CHUNK]
+        existing.update({r.key: r for r in conn.execute(_lock(conn, sa.select(posts).where(posts.c.key.in_(chunk))))})
+    new: dict[str, tuple[PostSpec, dict[str, object]]] = {}
     for spec in specs:
-        row = conn.execute(_lock(conn, sa.select(posts).where(posts.c.key == spec.key))).first()
-        values = _plan_values(spec, now)
+        values = _plan_values(spec, now, skip_check)
+        if spec.key in new:  # the same key twice in one import: the last one counts
+            if new[spec.key][1]["spec_hash"] == values["spec_hash"]:
+                report.unchanged.append(spec.key)
+            else:
+                new[spec.key] = (spec, values)
+                report.updated.append(spec.key)
+            continue
+        row = existing.get(spec.key)
         if row is None:
-            post_id = conn.execute(
-                posts.insert().values(key=spec.key, created_at=now, **values).returning(posts.c.id)
-            ).scalar_one()
-            conn.execute(post_media.insert(), _media_rows(post_id, spec))
-            add_event(conn, post_id, now, None, State.PLANNED, f"enqueued from {spec.source_file}", actor)
+            new[spec.key] = (spec, values)
             report.new.append(spec.key)
             continue
-        rec = PostRecord.from_row(row)
-        if rec.account != spec.account and rec.state != State.PLANNED:
-            # its containers belong to the other account: moving it would publish them there
-            raise NotAllowed(
-                f"key {spec.key} belongs to a post of account {rec.account} that is already "
-                f"{rec.state}; it cannot move to account {spec.account} (use another key)"
-            )
-        if rec.spec_hash == values["spec_hash"]:
-            report.unchanged.append(spec.key)
-        elif rec.state not in EDITABLE:
-            what = "already published" if rec.state == State.PUBLISHED else f"already {rec.state}"
-            report.kept.append((spec.key, f"{what}; a re-import never changes it"))
-        else:
-            # containers of the old version are abandoned; Meta expires them after 24 h
-            values["state"] = POSTS.target(PostMove.REPLAN, rec.state, rec.key)
-            conn.execute(posts.update().where(posts.c.id == rec.id).values(**values))
-            conn.execute(post_media.delete().where(post_media.c.post_id == rec.id))
-            conn.execute(post_media.insert(), _media_rows(rec.id, spec))
-            add_event(conn, rec.id, now, rec.state, State.PLANNED, f"updated from {spec.source_file}", actor)
-            report.updated.append(spec.key)
+        _reimport(conn, PostRecord.from_row(row), spec, values, now, actor, report)
+    _insert_new(conn, list(new.values()), now, actor)
     return report
+
+
+def _insert_new(conn: Connection, new: list[tuple[PostSpec, dict[str, object]]], now: datetime, actor: str) -> None:
+    for i in range(0, len(new), ENQUEUE_CHUNK):
+        chunk = new[i:i + ENQUEUE_CHUNK]
+        conn.execute(posts.insert(), [{"key": spec.key, "created_at": now, **values} for spec, values in chunk])
+        # keys are unique: one lookup per chunk (RETURNING over many rows goes row by row on SQLite)
+        by_key = {key: pid for key, pid in conn.execute(sa.select(posts.c.key, posts.c.id).where(
+            posts.c.key.in_([spec.key for spec, _ in chunk])))}
+        ids = [by_key[spec.key] for spec, _ in chunk]
+        conn.execute(post_media.insert(), [m for (spec, _), pid in zip(chunk, ids, strict=True)
+                                           for m in _media_rows(pid, spec)])
+        conn.execute(post_events.insert(), [
+            {"post_id": pid, "at": now, "from_state": None, "to_state": State.PLANNED.value,
+             "reason": f"enqueued from {spec.source_file}", "actor": actor}
+            for (spec, _), pid in zip(chunk, ids, strict=True)
+        ])
+
+
+def _reimport(conn: Connection, rec: PostRecord, spec: PostSpec, values: dict[str, object], now: datetime,
+              actor: str, report: EnqueueReport) -> None:
+    if rec.account != spec.account and rec.state != State.PLANNED:
+        # its containers belong to the other account: moving it would publish them there
+        raise NotAllowed(
+            f"key {spec.key} belongs to a post of account {rec.account} that is already "
+            f"{rec.state}; it cannot move to account {spec.account} (use another key)"
+        )
+    if rec.spec_hash == values["spec_hash"]:
+        report.unchanged.append(spec.key)
+    elif rec.state not in EDITABLE:
+        what = "already published" if rec.state == State.PUBLISHED else f"already {rec.state}"
+        report.kept.append((spec.key, f"{what}; a re-import never changes it"))
+    else:
+        # containers of the old version are abandoned; Meta expires them after 24 h
+        values["state"] = POSTS.target(PostMove.REPLAN, rec.state, rec.key)
+        conn.execute(posts.update().where(posts.c.id == rec.id).values(**values))
+        conn.execute(post_media.delete().where(post_media.c.post_id == rec.id))
+        conn.execute(post_media.insert(), _media_rows(rec.id, spec))
+        add_event(conn, rec.id, now, rec.state, State.PLANNED, f"updated from {spec.source_file}", actor)
+        report.updated.append(spec.key)
 
 
 def get_post(conn: Connection, key: str) -> PostRecord | None:

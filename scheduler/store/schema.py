@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -65,6 +66,17 @@ app_state = Table(
     Column("updated_at", DateTime),
 )
 
+# The claim's two lanes, as SQL text: a partial index is used only for a query whose WHERE
+# holds its predicate word for word (SQLite) or provably (PostgreSQL, which cannot prove it
+# from bound parameters), so the index and the claim share these strings. Publishing work
+# (due posts) is claimed before everything else; store/claims.py checks that the lanes
+# cover every active state.
+LANE_PUBLISHING_STATES = ("ready", "deferred", "publishing", "verifying")
+LANE_OTHER_STATES = ("planned", "staging", "waiting")
+LANE_PUBLISHING = "state IN ('ready', 'deferred', 'publishing', 'verifying')"
+LANE_OTHER = "(state IN ('planned', 'staging', 'waiting') OR (state = 'published' AND followup_pending))"
+LEASED = "lease_until IS NOT NULL"
+
 posts = Table(
     "posts",
     metadata,
@@ -106,6 +118,13 @@ posts = Table(
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
     Index("ix_posts_state_next", "state", "next_action_at"),
+    # one index per claim lane, in next_action_at order: a claim reads the rows it takes
+    Index("ix_posts_claim_publishing", "next_action_at",
+          sqlite_where=text(LANE_PUBLISHING), postgresql_where=text(LANE_PUBLISHING)),
+    Index("ix_posts_claim_other", "next_action_at",
+          sqlite_where=text(LANE_OTHER), postgresql_where=text(LANE_OTHER)),
+    # the earliest lease to run out (a wake-up time), without reading every post
+    Index("ix_posts_lease", "lease_until", sqlite_where=text(LEASED), postgresql_where=text(LEASED)),
     Index("ix_posts_account_published", "account", "published_at"),
 )
 

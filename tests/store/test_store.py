@@ -155,6 +155,31 @@ def test_a_database_at_the_first_revision_is_upgraded_with_its_posts(db_url: str
             " '2026-01-01 00:00:00', false, 'planned', '2026-01-01 00:00:00', 0, false,"
             " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"))
     store = Store(db_url)
-    assert current_revision(engine) == head_revision()  # 0002 and every later revision
+    assert current_revision(engine) == head_revision()
     old = store.get("old")
     assert old is not None and old.late_cause is None and old.hold is None
+
+
+def test_daemons_starting_together_on_a_new_database_sync_the_same_accounts(db_url: str) -> None:
+    """Replicas start at once: each inserts the configured accounts; none may fail on a row
+    another inserted a moment before."""
+    Store(db_url)  # the schema (migrations are serialised separately)
+    accounts = settings_for(db_url).accounts
+    stores = [Store(db_url) for _ in range(4)]
+    start = threading.Barrier(len(stores))
+    errors: list[Exception] = []
+
+    def sync(s: Store) -> None:
+        start.wait()
+        try:
+            s.sync_accounts(accounts)
+        except Exception as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=sync, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(a.name for a in stores[0].accounts()) == sorted(a.name for a in accounts)

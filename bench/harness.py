@@ -1,0 +1,237 @@
+"""Plumbing shared by the bench scenarios: the fake Graph API in its own process, daemon
+processes, configurations, PostgreSQL schemas, load average and process figures.
+
+Everything runs as a user would run it: `python -m scheduler emulator` and
+`python -m scheduler --config … run` are separate processes; the bench process only enqueues,
+watches the database and measures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_URL = os.environ.get("IGSCHED_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+IG_BASE = 17841400000100000
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_gb = None
+    with contextlib.suppress(OSError, ValueError):
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem_gb = round(kb / 1024 / 1024, 1)
+    return {"cpus": os.cpu_count(), "cpu": model, "mem_gb": mem_gb, "python": sys.version.split()[0],
+            "platform": sys.platform}
+
+
+@dataclass
+class Account:
+    name: str
+    ig_user_id: str
+    token: str
+
+    @property
+    def env(self) -> str:
+        return f"IGSCHED_BENCH_TOKEN_{self.name.upper()}"
+
+
+def make_accounts(n: int) -> list[Account]:
+    return [Account(f"a{i:04d}", str(IG_BASE + i), f"bench-token-{i:04d}-{uuid.uuid4().hex[:8]}")
+            for i in range(n)]
+
+
+class Emulator:
+    """`python -m scheduler emulator` in its own process (its own core, its own GIL)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "scheduler", "emulator", "--port", str(self.port)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.http = httpx.Client(base_url=f"{self.base_url}/_emulator", timeout=60)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                self.http.get("/health").raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("the emulator did not start") from None
+                time.sleep(0.1)
+
+    def post(self, path: str, body: Any) -> Any:
+        r = self.http.post(path, json=body)
+        r.raise_for_status()
+        return r.json()
+
+    def get(self, path: str, **params: Any) -> Any:
+        r = self.http.get(path, params=params)
+        r.raise_for_status()
+        return r.json()
+
+    def setup(self, accounts: list[Account], latency_s: float, quota: int) -> None:
+        self.post("/reset", {})
+        self.post("/config", {"latency_s": latency_s, "containers_per_day": None,
+                              "default_processing_s": {"image": 0.0}, "request_log_limit": 2_000_000})
+        for i in range(0, len(accounts), 200):
+            chunk = accounts[i:i + 200]
+            self.post("/accounts", [{"ig_user_id": a.ig_user_id, "username": a.name, "token": a.token,
+                                     "quota_total": quota} for a in chunk])
+
+    def calls_by_endpoint(self, since: int = 0) -> tuple[dict[str, int], int]:
+        log = self.get("/requests", since=since)
+        out: dict[str, int] = {}
+        for entry in log:
+            out[entry["endpoint"]] = out.get(entry["endpoint"], 0) + 1
+        return out, since + len(log)
+
+    def close(self) -> None:
+        self.http.close()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def write_config(folder: Path, db_url: str, base_url: str, identity: str, accounts: list[Account],
+                 lead_s: float, workers: int | None = None) -> Path:
+    daemon: dict[str, Any] = {"identity": identity, "tick_s": 5}
+    if workers is not None:
+        daemon["workers"] = workers
+    cfg = {
+        "database": {"url": db_url},
+        "graph": {"base_url": base_url, "timeout_s": 10},
+        "accounts": [{"name": a.name, "ig_user_id": a.ig_user_id, "token_env": a.env} for a in accounts],
+        "daemon": daemon,
+        "staging": {"lead_s": {"image": lead_s}, "poll_min_s": 0.5},
+        "preflight": {"enabled": False},
+        "queue": {"inbox_dir": None},
+        "log_level": "WARNING",
+    }
+    path = folder / f"{identity}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@dataclass
+class Daemons:
+    """Daemon processes, each with its own configuration (identity)."""
+
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    logs: list[Path] = field(default_factory=list)
+
+    def start(self, configs: list[Path], accounts: list[Account], folder: Path) -> None:
+        env = {**os.environ, **{a.env: a.token for a in accounts}}
+        # IGSCHED_BENCH_PROFILE=DIR: each daemon runs under py-spy (a dev tool), one SVG each
+        profile = os.environ.get("IGSCHED_BENCH_PROFILE")
+        for cfg in configs:
+            log = folder / f"{cfg.stem}.log"
+            cmd = [sys.executable, "-m", "scheduler", "--config", str(cfg), "run"]
+            if profile:
+                spy = Path(sys.executable).parent / "py-spy"
+                cmd = [str(spy), "record", "--threads", "-f", "raw", "-r", "50",
+                       "-o", str(Path(profile) / f"{cfg.stem}.txt"), "--", *cmd]
+            with log.open("wb") as err:
+                self.procs.append(subprocess.Popen(
+                    cmd,
+                    cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err))
+            self.logs.append(log)
+
+    def stop(self) -> None:
+        # py-spy writes its profile on SIGINT
+        sig = signal.SIGINT if os.environ.get("IGSCHED_BENCH_PROFILE") else signal.SIGTERM
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(sig)
+        for p in self.procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.procs.clear()
+
+    def alive(self) -> bool:
+        return all(p.poll() is None for p in self.procs)
+
+    def log_tail(self) -> str:
+        return "\n".join(p.read_text()[-2000:] for p in self.logs if p.exists())
+
+
+@contextlib.contextmanager
+def pg_schema() -> Iterator[str]:
+    """A fresh schema on the PostgreSQL server, dropped afterwards."""
+    schema = "bench_" + uuid.uuid4().hex[:10]
+    eng = sa.create_engine(PG_URL)
+    with eng.begin() as c:
+        c.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with eng.begin() as c:
+            c.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        eng.dispose()
+
+
+@contextlib.contextmanager
+def sqlite_file() -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="igsched-bench-") as tmp:
+        yield f"sqlite:///{Path(tmp) / 'bench.db'}"
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
+
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def proc_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0

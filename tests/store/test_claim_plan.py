@@ -1,0 +1,152 @@
+"""A claim reads only the rows it takes: each lane's query is a range of its partial index
+in next_action_at order (no sort over the due rows), on both databases; and the number of
+statements a claim, a wake-up and an enqueue send does not grow with the queue."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from scheduler.config import LeadSettings
+from scheduler.lifecycle import PostMove, State
+from scheduler.store import Store
+from scheduler.store.claims import lane_pick, next_action_at
+from scheduler.store.schema import LANE_OTHER, LANE_PUBLISHING
+from tests.helpers import image_spec, settings_for
+
+QUEUE = 3000
+
+
+@pytest.fixture
+def store(db_url: str) -> Store:
+    s = Store(db_url)
+    s.sync_accounts(settings_for(db_url).accounts)
+    return s
+
+
+@contextmanager
+def counted(store: Store) -> Iterator[list[str]]:
+    """The SQL statements sent while inside (BEGIN included: it is a round trip too)."""
+    seen: list[str] = []
+
+    def note(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    sa.event.listen(store.engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", note)
+
+
+def _fill(store: Store) -> None:
+    """A big queue, every post due now: the case where a sorting claim crawls."""
+    store.enqueue([image_spec(f"p{i}", in_s=-30) for i in range(QUEUE)], "t")
+    with store.engine.begin() as c:
+        # a third of them ready to publish, the rest waiting for their first step
+        c.execute(sa.text("UPDATE posts SET state = 'ready' WHERE id % 3 = 0"))
+        c.execute(sa.text("ANALYZE posts" if store.dialect == "postgresql" else "ANALYZE"))
+
+
+def _plan(store: Store, sql: str, params: dict[str, Any]) -> str:
+    with store.engine.connect() as c:
+        if store.dialect == "sqlite":
+            rows = c.execute(sa.text(f"EXPLAIN QUERY PLAN {sql}"), params).all()
+            return "\n".join(str(r[-1]) for r in rows)
+        return "\n".join(r[0] for r in c.execute(sa.text(f"EXPLAIN {sql}"), params))
+
+
+@pytest.mark.parametrize(("lane", "index"), [(LANE_PUBLISHING, "ix_posts_claim_publishing"),
+                                             (LANE_OTHER, "ix_posts_claim_other")])
+def test_each_claim_lane_reads_its_index_in_order_without_sorting(store: Store, lane: str, index: str) -> None:
+    _fill(store)
+    with store.engine.connect() as c:
+        sql = str(lane_pick(c, lane))
+    plan = _plan(store, sql.replace(" FOR UPDATE SKIP LOCKED", ""), {"now": store.now(), "n": 16})
+    assert index in plan, plan
+    assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan
+    if store.dialect == "sqlite":
+        assert "SCAN posts" not in plan, plan  # a range search, not a walk over the table
+    else:
+        assert "Index Scan" in plan and "Seq Scan" not in plan, plan
+
+
+def test_the_next_wake_up_reads_index_entries_only(store: Store) -> None:
+    _fill(store)
+    with store.engine.connect() as c, counted(store) as seen:
+        next_action_at(c)
+    plan = _plan(store, seen[-1], {})
+    for index in ("ix_posts_claim_publishing", "ix_posts_claim_other", "ix_posts_lease"):
+        assert index in plan, plan
+    assert "TEMP B-TREE" not in plan and "Sort" not in plan and "Seq Scan" not in plan, plan
+
+
+def test_a_claim_sends_the_same_few_statements_however_long_the_queue(store: Store) -> None:
+    _fill(store)
+    with counted(store) as seen:
+        taken = store.claim_due("d", 30, 16)
+    # publishing work first, and it fills the claim: one lane query, one update
+    assert len(taken) == 16 and all(p.state == State.READY for p in taken)
+    selects = [s for s in seen if s.lstrip().upper().startswith("SELECT")]
+    updates = [s for s in seen if s.lstrip().upper().startswith("UPDATE")]
+    assert len(selects) == 1 and len(updates) == 1, seen
+    with counted(store) as seen:
+        store.claim_due("d", 30, QUEUE)  # more than the publishing lane holds: both lanes
+    assert len([s for s in seen if s.lstrip().upper().startswith("SELECT")]) == 2
+
+
+def test_enqueue_sends_statements_by_the_chunk_not_by_the_post(store: Store) -> None:
+    specs = [image_spec(f"e{i}", in_s=3600) for i in range(1200)]
+    with counted(store) as seen:
+        report = store.enqueue(specs, "t")
+    assert len(report.new) == 1200
+    assert len(seen) <= 20, len(seen)  # 3 key lookups, 3 × (posts, media, events) inserts, …
+    again = store.enqueue(specs, "t")
+    assert len(again.unchanged) == 1200 and not again.new
+
+
+def test_with_the_media_check_off_enqueue_plans_the_staging_time_at_once(store: Store) -> None:
+    lead = LeadSettings()
+    due = datetime.now(UTC) + timedelta(days=30)
+    store.enqueue([image_spec("far", in_s=30 * 86400), image_spec("checked", in_s=30 * 86400)], "t")
+    store.enqueue([image_spec("skip", in_s=30 * 86400)], "t", skip_check=lead)
+    skipped = store.get("skip")
+    assert skipped is not None and skipped.preflight == "skipped"
+    expected = due.replace(tzinfo=None) - timedelta(seconds=lead.image)
+    assert abs((skipped.next_action_at - expected).total_seconds()) < 5
+    checked = store.get("checked")
+    assert checked is not None and checked.preflight is None  # the check is its first step
+    # nothing is due: no claim takes the skipped post before its staging time
+    assert sorted(p.key for p in store.claim_due("d", 30, 10)) == ["checked", "far"]
+
+
+def test_a_due_post_goes_from_claim_to_published_in_three_transactions(store: Store) -> None:
+    """What the publish step asks of the store: the claim (with the account's row), the quota
+    slot (which hands back the post as it now is), the outcome. No read in between."""
+    store.enqueue([image_spec("pub", in_s=-1)], "t")
+    [p] = store.claim_due("d", 30, 1)
+    store.transition(p, PostMove.TO_READY, "d", container_id="c1", next_action_at=store.now())
+    transactions: list[int] = []
+
+    def note(_conn: Any) -> None:
+        transactions.append(1)
+
+    sa.event.listen(store.engine, "begin", note)
+    try:
+        claim = store.claim("d", 30, 16)
+        [post] = claim.posts
+        assert "shop" in claim.accounts and claim.next_at is not None
+        check = store.begin_publish(post, "d", 25)
+        assert check.ok and check.post is not None and check.post.state == State.PUBLISHING
+        store.transition(check.post, PostMove.MARK_PUBLISHED, "d", media_id="m1", published_at=store.now(),
+                         lateness_s=0.1, followup_pending=True)
+    finally:
+        sa.event.remove(store.engine, "begin", note)
+    assert len(transactions) == 3
+    done = store.get("pub")
+    assert done is not None and done.state == State.PUBLISHED and done.lease_token is None
