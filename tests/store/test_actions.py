@@ -60,7 +60,7 @@ def test_migration_0003_goes_up_and_down(db_url: str) -> None:
             assert ({"actions", "action_events", "private_replies", "profiles"} <= has) == (target == "0003")
     finally:
         engine.dispose()
-    assert head_revision() == "0003"
+    assert head_revision() >= "0003"  # later migrations follow it
 
 
 @pytest.mark.parametrize("source", list(ActionState))
