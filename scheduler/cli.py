@@ -14,9 +14,11 @@ import click
 
 from scheduler import __version__
 from scheduler.clikit import ACTOR, Ctx, db_error_text, handled, problems_exit
+from scheduler.clock import iso
 from scheduler.commands import engagement
 from scheduler.commands.webhooks import events, webhooks
 from scheduler.config import Settings, startup_problems
+from scheduler.engage.actions import queued_message_action
 from scheduler.lifecycle import ACTIVE, FINISHED
 from scheduler.logformat import setup_logging
 from scheduler.problems import InvalidInput, Problem
@@ -77,36 +79,44 @@ def demo(timeout: float) -> None:
 def validate(obj: Ctx, files: tuple[Path, ...], fetch: bool) -> None:
     """Check queue files; print every problem; exit 2 if any."""
     settings = obj.settings()
-    specs, problems = _load_files(files, settings, report=True)
+    specs, _messages, problems = _load_files(files, settings, report=True)
     if fetch and not problems:
         problems.extend(_fetch_checks(specs, settings))
     if problems:
         problems_exit(problems)
 
 
-def _load_files(files: tuple[Path, ...], settings: Settings, report: bool) -> tuple[list[Any], list[Problem]]:
-    """Every file parsed, every problem collected (a bad file does not hide the next one's)."""
-    from scheduler.queuefile import load_queue_file
+def _load_files(files: tuple[Path, ...], settings: Settings,
+                report: bool) -> tuple[list[Any], list[Any], list[Problem]]:
+    """Every file parsed (posts, planned messages), every problem collected (a bad file does
+    not hide the next one's)."""
+    from scheduler.queuefile import load_queue_document
 
     now = datetime.now(UTC)
     problems: list[Problem] = []
-    specs = []
+    specs: list[Any] = []
+    messages: list[Any] = []
     for f in files:
         try:
-            found = load_queue_file(f, settings, now)
+            doc = load_queue_document(f, settings, now)
         except InvalidInput as e:
             problems.extend(e.problems)
             continue
-        specs.extend(found)
+        specs.extend(doc.posts)
+        messages.extend(doc.messages)
         if report:
-            click.echo(f"{f}: {len(found)} post{'s' if len(found) != 1 else ''} ok")
+            n, m = len(doc.posts), len(doc.messages)
+            click.echo(f"{f}: {n} post{'s' if n != 1 else ''}" + (f", {m} message{'s' if m != 1 else ''}" if m else "")
+                       + " ok")
     # one key in two files would make the second silently replace the first
-    seen: dict[str, str] = {}
-    for s in specs:
-        if s.key in seen and seen[s.key] != s.source_file:
-            problems.append(Problem(s.source_file or "-", f"key {s.key} is also used in {seen[s.key]}", field="key"))
-        seen.setdefault(s.key, s.source_file or "-")
-    return specs, problems
+    for items in (specs, messages):
+        seen: dict[str, str] = {}
+        for s in items:
+            if s.key in seen and seen[s.key] != s.source_file:
+                problems.append(Problem(s.source_file or "-", f"key {s.key} is also used in {seen[s.key]}",
+                                        field="key"))
+            seen.setdefault(s.key, s.source_file or "-")
+    return specs, messages, problems
 
 
 def _fetch_checks(specs: list[Any], settings: Settings) -> list[Problem]:
@@ -128,12 +138,12 @@ def _fetch_checks(specs: list[Any], settings: Settings) -> list[Problem]:
 def enqueue(obj: Ctx, files: tuple[Path, ...]) -> None:
     """Validate, then import atomically; print new / updated / unchanged."""
     settings = obj.settings()
-    specs, problems = _load_files(files, settings, report=False)
+    specs, messages, problems = _load_files(files, settings, report=False)
     if problems:
         problems_exit(problems)
     store = obj.store(upgrade=True)
     store.sync_accounts(settings.accounts)
-    report = store.enqueue(specs, ACTOR)
+    report = store.enqueue(specs, ACTOR, [queued_message_action(m) for m in messages])
     for key in report.new:
         click.echo(f"new        {key}")
     for key in report.updated:
@@ -142,8 +152,17 @@ def enqueue(obj: Ctx, files: tuple[Path, ...]) -> None:
         click.echo(f"unchanged  {key}")
     for key, why in report.kept:
         click.echo(f"kept       {key}: {why}")
+    for planned in report.actions:
+        a = planned.action
+        if planned.outcome == "new":
+            click.echo(f"message    {a.key} ({a.kind} at {short_time(iso(a.next_action_at))} UTC)")
+        elif planned.outcome == "exists":
+            click.echo(f"kept       {a.key}: a message with this key was planned before ({a.state}); never sent twice")
+        else:
+            click.echo(f"refused    {a.key}: {planned.reason}")
     click.echo(f"{len(report.new)} new, {len(report.updated)} updated, {len(report.unchanged)} unchanged"
-               + (f", {len(report.kept)} kept" if report.kept else ""))
+               + (f", {len(report.kept)} kept" if report.kept else "")
+               + (f"; {sum(1 for a in report.actions if a.outcome == 'new')} messages planned" if report.actions else ""))
 
 
 def _print_posts(posts: list[dict[str, Any]], as_json: bool, finished: bool) -> None:

@@ -26,8 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from scheduler.config import Settings
+from scheduler.engage.actions import queued_message_action
 from scheduler.problems import InvalidInput, Problem, shown
-from scheduler.queuefile import load_queue_file
+from scheduler.queuefile import load_queue_document
 from scheduler.store import EnqueueReport, NotAllowed, Store
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,8 @@ class Inbox:
     def _import(self, path: Path, before: _Stamp, settings: Settings, store: Store, actor: str,
                 now: float) -> InboxResult | str:
         try:
-            specs = load_queue_file(path, settings, datetime.fromtimestamp(now, UTC),
-                                    follow_symlinks=False)
+            doc = load_queue_document(path, settings, datetime.fromtimestamp(now, UTC),
+                                      follow_symlinks=False)
         except InvalidInput as e:
             return self._reject(path, e.problems)
         except Exception as e:  # a bug must cost this file only, never the files after it
@@ -134,7 +135,7 @@ class Inbox:
         if after != before:  # written to while we read it: read it again once it settles
             return _LATER
         try:
-            report = store.enqueue(specs, actor)
+            report = store.enqueue(doc.posts, actor, [queued_message_action(m) for m in doc.messages])
         except NotAllowed as e:
             return self._reject(path, [Problem(path.name, str(e))])
         except Exception as e:
@@ -143,8 +144,9 @@ class Inbox:
             return _STOP
         target = _move(path, self.folder / "done")
         self._watch(target, after, now)
-        log.info("inbox: imported %s: %d new, %d updated, %d unchanged, %d kept", shown(path.name),
-                 len(report.new), len(report.updated), len(report.unchanged), len(report.kept))
+        log.info("inbox: imported %s: %d new, %d updated, %d unchanged, %d kept; %d messages planned",
+                 shown(path.name), len(report.new), len(report.updated), len(report.unchanged), len(report.kept),
+                 sum(1 for a in report.actions if a.outcome == "new"))
         return InboxResult(path.name, report, [])
 
     def _reject(self, path: Path, problems: list[Problem]) -> InboxResult:

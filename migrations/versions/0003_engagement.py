@@ -43,6 +43,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_actions_state_next", "actions", ["state", "next_action_at"])
     op.create_index("ix_actions_account_kind_sent", "actions", ["account", "kind", "sent_at"])
+    op.create_index("ix_actions_account_target", "actions", ["account", "target"])
     op.create_table(
         "action_events",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
@@ -83,6 +84,7 @@ def downgrade() -> None:
     op.drop_table("private_replies")
     op.drop_index("ix_action_events_action", table_name="action_events")
     op.drop_table("action_events")
+    op.drop_index("ix_actions_account_target", table_name="actions")
     op.drop_index("ix_actions_account_kind_sent", table_name="actions")
     op.drop_index("ix_actions_state_next", table_name="actions")
     op.drop_table("actions")

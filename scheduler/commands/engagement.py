@@ -21,7 +21,8 @@ from scheduler.clikit import Ctx, die, handled
 from scheduler.config import TokenMissing
 from scheduler.engage.actions import action_view
 from scheduler.engage.api import ActionResult, Engagement, OverBudget
-from scheduler.engage.messages import load_message_file, message_from_flags
+from scheduler.engage.messagefile import load_message_file
+from scheduler.engage.messages import message_from_flags
 from scheduler.graph.engagement import MAX_COMMENTS_PAGE, PROFILE_FIELDS, CommentInfo
 from scheduler.graph.errors import GraphError
 from scheduler.lifecycle import ActionState

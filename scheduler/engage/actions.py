@@ -15,6 +15,7 @@ from scheduler.clock import iso
 from scheduler.config import EngagementSettings
 from scheduler.engage.messages import MAX_ID_DIGITS, MAX_TEXT_BYTES, OutboundMessage, render_content
 from scheduler.problems import Problem
+from scheduler.queuefile.messages import MessageSpec
 from scheduler.store import ActionRecord, NewAction
 
 ActionKind = Literal["message", "private_reply", "reply", "hide", "unhide", "delete"]
@@ -66,6 +67,11 @@ def message_action(key: str, account: str, message: OutboundMessage, source: str
                      payload={"message": render_content(message.content)}, source=source, at=at)
 
 
+def queued_message_action(spec: MessageSpec) -> NewAction:
+    """A queue file's planned message, sent by the daemon at its time."""
+    return message_action(spec.key, spec.account, spec.message, f"queue:{spec.source_file or '-'}", spec.at)
+
+
 def comment_action(key: str, account: str, kind: ActionKind, comment_id: str, source: str,
                    text: str | None = None) -> NewAction:
     payload: dict[str, Any] = {"text": text} if text is not None else {}
@@ -104,7 +110,7 @@ def key_problem(key: str, field: str = "--key", source: str = "command line") ->
 __all__ = [
     "ACTION_KINDS", "AT_MOST_ONCE", "BUDGET_WINDOW_S", "IDEMPOTENT", "MAX_TEXT_BYTES", "MODERATION",
     "REPLY_MAX_CHARS", "ActionKind", "Budget", "action_view", "budget_for", "comment_action", "id_problem",
-    "key_problem", "message_action", "new_key", "reply_text_problem",
+    "key_problem", "message_action", "new_key", "queued_message_action", "reply_text_problem",
 ]  # fmt: skip
 
 

@@ -21,7 +21,7 @@ from scheduler.config import TokenMissing
 from scheduler.engage.actions import AT_MOST_ONCE, BUDGET_WINDOW_S, budget_for
 from scheduler.engage.windows import parse_graph_time, private_reply_too_late
 from scheduler.graph.client import call_context
-from scheduler.graph.engagement import send_body, to_person
+from scheduler.graph.engagement import send_body, text_message, to_person
 from scheduler.graph.errors import ErrorClass, GraphError, messaging_refusal
 from scheduler.lifecycle import ActionMove, ActionState, backoff_s, retries_left
 from scheduler.pipeline.runtime import Paused, Runtime
@@ -88,6 +88,10 @@ async def _update(rt: Runtime, action: ActionRecord, event: str | None,
 
 async def _defer(rt: Runtime, action: ActionRecord, reason: str, until: datetime,
                  error: str | None = None) -> ActionRecord:
+    if action.state == ActionState.SENDING and error is None:
+        # stopped before its call went out (the pause hook): it does not count against a budget
+        return await _move(rt, action, ActionMove.DEFER, reason, reason=reason, next_action_at=until,
+                           sent_at=None)
     return await _move(rt, action, ActionMove.DEFER, reason, reason=reason, next_action_at=until,
                        error=error)
 
@@ -203,7 +207,9 @@ def _sender(rt: Runtime, account: str) -> str:
 async def _call(rt: Runtime, action: ActionRecord, token: str) -> dict[str, Any]:
     kind, target, payload = action.kind, action.target, action.payload
     if kind == "message":
-        sent = await rt.graph.send_message(token, send_body(to_person(target), payload["message"]),
+        # a planned message carries Meta's message object; a plain text (e.g. a rule's) is one
+        message = payload.get("message") or text_message(str(payload["text"]))
+        sent = await rt.graph.send_message(token, send_body(to_person(target), message),
                                            sender=_sender(rt, action.account))
         return {"recipient_id": sent.recipient_id, "message_id": sent.message_id}
     if kind == "private_reply":

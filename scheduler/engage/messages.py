@@ -1,10 +1,10 @@
 """Outbound messages: a typed model, its validation, and its rendering to Meta's request body.
 
-Pure: no I/O except `load_message_file`, which reads one YAML file. Every limit Meta applies
-is checked here first, so bad input is refused (with the field and the rule) before any call.
+Pure: no I/O. Every limit Meta applies is checked here first, so bad input is refused (with the field and the rule) before any call.
 A message is one of: text (with optional quick replies), an image/audio/video by https URL, a
 button template, a generic template (cards), or a share of one of the account's own posts.
 It goes `to` a person (an IGSID) or, as a private reply, to the author of a `comment`.
+Message files are read by `scheduler.engage.messagefile`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -31,7 +30,6 @@ from scheduler.graph.engagement import (
     to_person,
 )
 from scheduler.problems import InvalidInput, Problem
-from scheduler.queuefile.yamlload import load_queue_yaml, read_queue_text
 
 # Meta's limits (facts sheet §6; template figures are third-party, see README "Engagement").
 MAX_TEXT_BYTES = 1000
@@ -460,35 +458,6 @@ def message_from_flags(
     return parse_message(data, source="command line")
 
 
-def load_message_file(path: Path, limit: int, *, to: str | None = None) -> OutboundMessage:
-    """A message file (YAML, one message); InvalidInput naming the file and each field.
-
-    `limit` is the size cap in bytes: pass `settings.queue.max_file_bytes`, the setting the
-    size problem names (message files are read like queue files). `to` (e.g. `--to`) fills
-    in a file without a recipient; a file that names another one is refused."""
-    text = read_queue_text(path, limit)
-    usable, doc, file_problems = load_queue_yaml(text, limit)
-    problems = [Problem(str(path), p) for p in file_problems]
-    if not usable:
-        raise InvalidInput(problems)
-    if to is not None and isinstance(doc, dict):
-        if "to" not in doc and "comment" not in doc:
-            doc = {**doc, "to": to}
-        elif "comment" in doc:
-            problems.append(Problem(str(path), "the file is a private reply (comment:); --to does not apply",
-                                    field="comment"))
-        elif str(doc["to"]) != to:
-            problems.append(Problem(str(path), f"the file sends to {str(doc['to'])!r} but --to says {to!r}",
-                                    field="to"))
-    try:
-        message = parse_message(doc, source=str(path))
-    except InvalidInput as e:
-        raise InvalidInput(problems + e.problems) from None
-    if problems:  # keys written twice: the file does not say one thing
-        raise InvalidInput(problems)
-    return message
-
-
 __all__ = [
     "Attachment",
     "ButtonTemplate",
@@ -498,7 +467,6 @@ __all__ = [
     "MessageKind",
     "OutboundMessage",
     "Text",
-    "load_message_file",
     "message_from_flags",
     "parse_message",
     "render_content",

@@ -81,6 +81,8 @@ class CallLog:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._soon:  # a pause being written right now: let it land before the last flush
+            await asyncio.gather(*self._soon, return_exceptions=True)
         await self.flush(force=True)
 
     async def _loop(self) -> None:

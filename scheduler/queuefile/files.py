@@ -44,6 +44,7 @@ from scheduler.queuefile.kinds import (
     post_kind,
 )
 from scheduler.queuefile.media import IMAGE_EXTS, VIDEO_EXTS
+from scheduler.queuefile.messages import ENTRY_KEYS, MessageSpec, derived_message_key, message_of
 from scheduler.queuefile.times import (
     NoTimezone,
     TimeProblem,
@@ -71,38 +72,64 @@ __all__ = [  # the limits and key sets stay importable from here, where they alw
     "TOP_KEYS",
     "TRIAL_GRADUATIONS",
     "VIDEO_EXTS",
+    "QueueDocument",
+    "load_queue_document",
     "load_queue_file",
+    "parse_queue_document",
     "parse_queue_text",
 ]
 
-TOP_KEYS = ("account", "timezone", "posts")
+TOP_KEYS = ("account", "timezone", "posts", "messages")
 _KEY_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
 # --------------------------------------------------------------------------- public API
 
 
+@dataclass(frozen=True)
+class QueueDocument:
+    """A validated queue file: its posts and its planned messages."""
+
+    posts: list[PostSpec]
+    messages: list[MessageSpec]
+
+
+def load_queue_document(
+    path: Path, settings: Settings, now: datetime, *, follow_symlinks: bool = True
+) -> QueueDocument:
+    """Read and validate one queue file (posts and messages); raise InvalidInput listing
+    every problem."""
+    text = read_queue_text(path, settings.queue.max_file_bytes, follow_symlinks=follow_symlinks)
+    base_dir = Path(os.path.abspath(path)).parent
+    return parse_queue_document(text, str(path), settings, now, base_dir=base_dir)
+
+
 def load_queue_file(
     path: Path, settings: Settings, now: datetime, *, follow_symlinks: bool = True
 ) -> list[PostSpec]:
-    """Read and validate one queue file; raise InvalidInput listing every problem."""
-    text = read_queue_text(path, settings.queue.max_file_bytes, follow_symlinks=follow_symlinks)
-    base_dir = Path(os.path.abspath(path)).parent
-    return parse_queue_text(text, str(path), settings, now, base_dir=base_dir)
+    """Read and validate one queue file; its posts (see load_queue_document for messages)."""
+    return load_queue_document(path, settings, now, follow_symlinks=follow_symlinks).posts
 
 
-def parse_queue_text(
+def parse_queue_document(
     text: str, source: str, settings: Settings, now: datetime, *, base_dir: Path | None = None
-) -> list[PostSpec]:
+) -> QueueDocument:
     """Validate queue-file text named `source`; relative local paths resolve from `base_dir`
     (default: the current directory). `now` is an aware datetime. All or nothing."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
     ctx = Ctx(source, [], media_dirs=tuple(settings.queue.media_dirs))
-    specs = _parse_document(ctx, text, settings, now.astimezone(UTC), base_dir or Path.cwd())
+    doc = _parse_document(ctx, text, settings, now.astimezone(UTC), base_dir or Path.cwd())
     if ctx.problems:
         raise InvalidInput(ctx.problems)
-    return specs
+    return doc
+
+
+def parse_queue_text(
+    text: str, source: str, settings: Settings, now: datetime, *, base_dir: Path | None = None
+) -> list[PostSpec]:
+    """The posts of queue-file text (see parse_queue_document)."""
+    return parse_queue_document(text, source, settings, now, base_dir=base_dir).posts
 
 
 # --------------------------------------------------------------------------- document
@@ -126,40 +153,83 @@ class _Defaults:
     zone: _Zone = _Zone()
 
 
+_NOTHING = QueueDocument([], [])
+
+
 def _parse_document(
     ctx: Ctx, text: str, settings: Settings, now: datetime, base_dir: Path
-) -> list[PostSpec]:
+) -> QueueDocument:
     ok, doc, problems = load_queue_yaml(text, settings.queue.max_file_bytes)
     for message in problems:
         ctx.add(None, message)
     if not ok:
-        return []
+        return _NOTHING
     if doc is None:
         ctx.add(None, "the file is empty; it needs a posts: list with at least one post")
-        return []
+        return _NOTHING
     if not isinstance(doc, dict):
         hint = " (put the list of posts under posts:)" if isinstance(doc, list) else ""
         ctx.add(
             None,
             f"the file must be a mapping with account, timezone and posts, got {type_name(doc)}{hint}",
         )
-        return []
+        return _NOTHING
     unknown_keys(ctx, "", doc, TOP_KEYS)
     defaults = _file_defaults(ctx, doc, settings)
-    posts = doc.get("posts")
+    posts, messages = doc.get("posts"), doc.get("messages")
+    found_messages = _parse_messages(ctx, messages, defaults, settings, now) if messages is not None else []
+    if posts is None and messages is not None:
+        return QueueDocument([], found_messages)
     if posts is None:
         ctx.add("posts", "posts is missing: list the posts under posts:")
-        return []
+        return _NOTHING
     if not isinstance(posts, list):
         ctx.add(
             "posts",
             f"posts must be a list of posts (each starting with '- '), got {type_name(posts)}",
         )
-        return []
-    if not posts:
+        return _NOTHING
+    if not posts and messages is None:
         ctx.add("posts", "posts is empty; there is nothing to queue")
+        return _NOTHING
+    return QueueDocument(_parse_posts(ctx, posts, defaults, settings, now, base_dir), found_messages)
+
+
+def _parse_messages(
+    ctx: Ctx, entries: object, defaults: _Defaults, settings: Settings, now: datetime
+) -> list[MessageSpec]:
+    """The `messages:` list: each entry's key, account and time as a post's, and its
+    message as `message send` takes it."""
+    if not isinstance(entries, list) or not entries:
+        ctx.add("messages", "messages must be a non-empty list of messages (each starting with '- '), "
+                f"got {type_name(entries) if entries != [] else 'an empty list'}")
         return []
-    return _parse_posts(ctx, posts, defaults, settings, now, base_dir)
+    out: list[MessageSpec] = []
+    owner: dict[str, int] = {}
+    for number, raw in enumerate(entries, start=1):
+        key_raw = raw.get("key") if isinstance(raw, dict) else None
+        mctx = ctx.for_post(f"message {number} (key {key_raw})" if _is_key(key_raw) else f"message {number}")
+        if not isinstance(raw, dict):
+            mctx.add(None, f"a message must be a mapping of fields (at:, to:, text:, …), got {type_name(raw)}")
+            continue
+        before = len(ctx.problems)
+        unknown_keys(mctx, "", raw, ENTRY_KEYS)
+        key = _key(mctx, raw.get("key"))
+        account = _post_account(mctx, raw, defaults, settings)
+        at_known, at = _post_at(mctx, raw, defaults.zone, settings, now)
+        message = message_of(mctx, raw)
+        if len(ctx.problems) > before or account is None or not at_known or message is None:
+            continue
+        spec = MessageSpec(key or "", account, at, message, ctx.file)
+        if key is None:
+            spec = dataclasses.replace(spec, key=derived_message_key(spec.content_hash()))
+        if spec.key in owner:
+            mctx.add("key", f"key '{spec.key}' is already used by message {owner[spec.key]}; "
+                     "each message needs its own key")
+            continue
+        owner[spec.key] = number
+        out.append(spec)
+    return out
 
 
 def _file_defaults(ctx: Ctx, doc: dict[Any, Any], settings: Settings) -> _Defaults:

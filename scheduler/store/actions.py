@@ -155,10 +155,24 @@ def _lease(conn: Connection, where: sa.ColumnElement[bool], owner: str, lease_s:
     return sorted((ActionRecord.from_row(r) for r in rows), key=lambda a: (a.next_action_at, a.id))
 
 
+def _first_for_its_target() -> sa.ColumnElement[bool]:
+    """No earlier action of the account for the same comment or person is still to go: a
+    rule's reply, private reply and hide run in that order (Meta refuses a reply to a hidden
+    comment), and messages to one person arrive in the order they were planned."""
+    older = actions.alias("older")
+    return ~sa.exists().where(
+        older.c.account == actions.c.account,
+        older.c.target == actions.c.target,
+        older.c.id < actions.c.id,
+        older.c.state.in_(_CLAIMABLE),
+        older.c.next_action_at <= actions.c.next_action_at,
+    )
+
+
 def claim_due(conn: Connection, owner: str, lease_s: float, now: datetime, limit: int) -> list[ActionRecord]:
-    """Lease up to `limit` due actions, earliest first (SKIP LOCKED on PostgreSQL; on SQLite
-    BEGIN IMMEDIATE serialises claimers)."""
-    return _lease(conn, _due(now), owner, lease_s, now, limit)
+    """Lease up to `limit` due actions, earliest first, one at a time per comment or person
+    (SKIP LOCKED on PostgreSQL; on SQLite BEGIN IMMEDIATE serialises claimers)."""
+    return _lease(conn, sa.and_(_due(now), _first_for_its_target()), owner, lease_s, now, limit)
 
 
 def claim_one(conn: Connection, key: str, owner: str, lease_s: float, now: datetime) -> ActionRecord | None:

@@ -159,7 +159,15 @@ class ActionRecord(_FromRow):
 
 @dataclass(frozen=True)
 class NewAction:
-    """An action to plan. `at` None: as soon as possible."""
+    """An action to plan. `at` None: as soon as possible.
+
+    `kind` and `payload` (what the executor reads; README "Engagement"):
+    `message` → `{"message": <the Send API's message object>}` (or just `{"text": …}`),
+    `target` the IGSID;
+    `private_reply` → `{"text": …, "comment_at": <ISO time of the comment, optional>}` and
+    `reply` → `{"text": …}`, `target` the comment id; `hide`, `unhide`, `delete` → `{}`.
+    A private reply's `comment_at` (e.g. from the stored webhook event) spares the lookup of
+    the comment's time for the 7-day rule."""
 
     key: str
     account: str

@@ -195,6 +195,7 @@ actions = Table(
     Column("done_at", DateTime),
     Index("ix_actions_state_next", "state", "next_action_at"),
     Index("ix_actions_account_kind_sent", "account", "kind", "sent_at"),
+    Index("ix_actions_account_target", "account", "target"),  # one at a time per comment or person
 )
 
 action_events = Table(

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
+from scheduler.engage.messagefile import load_message_file
 from scheduler.engage.messages import (
     Attachment,
     GenericTemplate,
     MediaShare,
     OutboundMessage,
     Text,
-    load_message_file,
     message_from_flags,
     parse_message,
     url_problem,
