@@ -1,5 +1,6 @@
-"""events, conversations, forward_deliveries: webhook events stored once, the person's last
-inbound message per account, the forwarding of events to other services
+"""events, waiting_actions, conversations, forward_deliveries: webhook events stored once,
+rule actions waiting for others, the person's last inbound message per account, the
+forwarding of events to other services
 
 Revision ID: 0004
 Revises: 0003
@@ -40,12 +41,23 @@ def upgrade() -> None:
         sa.Column("received_at", sa.DateTime(), nullable=False),
         sa.Column("handled_at", sa.DateTime()),
         sa.Column("rule_actions", sa.Integer()),
-        sa.Column("later_actions", sa.JSON()),
         sa.UniqueConstraint("dedup_key", name="uq_events_dedup_key"),
     )
     op.create_index("ix_events_handled", "events", ["handled_at", "id"])
     op.create_index("ix_events_received", "events", ["received_at"])
     op.create_index("ix_events_account", "events", ["ig_account_id", "id"])
+    op.create_table(
+        "waiting_actions",
+        sa.Column(
+            "event_id",
+            sa.Integer(),
+            sa.ForeignKey("events.id", ondelete="CASCADE", name="fk_waiting_actions_event_id_events"),
+            primary_key=True,
+        ),
+        sa.Column("after", sa.JSON(), nullable=False),
+        sa.Column("actions", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+    )
     op.create_table(
         "conversations",
         sa.Column("ig_account_id", sa.String(ID), nullable=False),
@@ -85,5 +97,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("forward_deliveries", "conversations", "events"):
+    for table in ("forward_deliveries", "conversations", "waiting_actions", "events"):
         op.drop_table(table)

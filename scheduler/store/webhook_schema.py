@@ -48,13 +48,21 @@ events = Table(
     Column("received_at", DateTime, nullable=False),
     Column("handled_at", DateTime),  # rules applied (their actions are in `actions`)
     Column("rule_actions", Integer),  # how many actions the rules planned for it
-    # actions planned to follow the event's others once those are finished (a hide: Meta
-    # refuses a reply to a hidden comment): {"after": [keys], "actions": [...]}
-    Column("later_actions", JSON(none_as_null=True)),
     UniqueConstraint("dedup_key", name="uq_events_dedup_key"),
     Index("ix_events_handled", "handled_at", "id"),
     Index("ix_events_received", "received_at"),
     Index("ix_events_account", "ig_account_id", "id"),
+)
+
+# rule actions that wait for an event's other actions to finish (a hide: Meta refuses a reply
+# to a hidden comment); a row lives only while it waits
+waiting_actions = Table(
+    "waiting_actions",
+    metadata,
+    Column("event_id", Integer, ForeignKey("events.id", ondelete="CASCADE"), primary_key=True),
+    Column("after", JSON, nullable=False),  # keys of the actions to wait for
+    Column("actions", JSON, nullable=False),  # the actions to plan then
+    Column("created_at", DateTime, nullable=False),
 )
 
 # when a person last wrote to an account (a message, a quick reply or a postback; never an

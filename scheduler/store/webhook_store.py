@@ -80,6 +80,9 @@ class WebhookStore:
         once these are finished) inserted into `actions` and the event marked handled, together, so a rule fires once per event across crashes and replicas.
         Returns each event with what planning its actions did; None when another daemon is
         handling events right now (PostgreSQL)."""
+        with self._read() as conn:  # the usual answer, without taking the write lock
+            if not wh.unhandled_exists(conn):
+                return []
         now = self.now()
         with self._tx() as conn:
             return wh.handle_events(conn, plan, limit, now, actor)
@@ -87,6 +90,9 @@ class WebhookStore:
     def release_later_actions(self, actor: str, limit: int = 500) -> list[Planned]:
         """Insert the actions that waited for an event's other actions to finish (e.g. a
         hide after the replies), each with the event's row in one transaction."""
+        with self._read() as conn:
+            if not wh.later_waiting(conn):
+                return []
         now = self.now()
         with self._tx() as conn:
             return wh.release_later(conn, now, actor, limit)

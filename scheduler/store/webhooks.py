@@ -27,7 +27,12 @@ from scheduler.lifecycle import ACTION_ACTIVE
 from scheduler.store.actions import insert_actions
 from scheduler.store.records import NewAction, Planned, _FromRow
 from scheduler.store.schema import actions
-from scheduler.store.webhook_schema import conversations, events, forward_deliveries
+from scheduler.store.webhook_schema import (
+    conversations,
+    events,
+    forward_deliveries,
+    waiting_actions,
+)
 
 # pg_advisory_xact_lock keys (constants no other tool uses; see engine.MIGRATION_LOCK_KEY)
 RULES_LOCK_KEY = 0x1975C4EE
@@ -58,7 +63,6 @@ class EventRecord(_FromRow):
     received_at: datetime
     handled_at: datetime | None
     rule_actions: int | None
-    later_actions: dict[str, Any] | None
 
     def webhook_event(self) -> WebhookEvent:
         """The event as the receiver normalised it (for the rules and forwarding)."""
@@ -286,7 +290,7 @@ def handle_events(
     events, each one's rule actions inserted into `actions` (keys rule:<name>:<event>:<kind>,
     so a key planned before plans nothing) and the event marked handled, all committed
     together or not at all. Actions that must wait for the others are kept on the event
-    (`later_actions`) and inserted by `release_later`. `plan` is pure (no I/O). None:
+    (`waiting_actions`) and inserted by `release_later`. `plan` is pure (no I/O). None:
     another daemon is at it."""
     taken = take_unhandled(conn, limit)
     if taken is None:
@@ -295,15 +299,15 @@ def handle_events(
     for event in taken:
         first, later = plan(event)
         outcomes = insert_actions(conn, first, now, actor)
-        waiting = None
-        if later:
-            waiting = {"after": [a.key for a in first], "actions": [_action_json(a) for a in later]}
-            if not first:  # nothing to wait for
-                outcomes += insert_actions(conn, later, now, actor)
-                waiting = None
+        if later and not first:  # nothing to wait for
+            outcomes += insert_actions(conn, later, now, actor)
+        elif later:
+            conn.execute(waiting_actions.insert().values(
+                event_id=event.id, after=[a.key for a in first],
+                actions=[_action_json(a) for a in later], created_at=now))
         conn.execute(
             events.update().where(events.c.id == event.id, events.c.handled_at.is_(None))
-            .values(handled_at=now, rule_actions=len(first) + len(later), later_actions=waiting)
+            .values(handled_at=now, rule_actions=len(first) + len(later))
         )
         done.append((event, outcomes))
     return done
@@ -321,22 +325,25 @@ def release_later(conn: Connection, now: datetime, actor: str, limit: int) -> li
         got = conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(RULES_LOCK_KEY))).scalar()
         if not got:
             return []
+    wa = waiting_actions
     rows = conn.execute(
-        sa.select(events.c.id, events.c.later_actions)
-        .where(events.c.later_actions.is_not(None)).order_by(events.c.id).limit(limit)
+        sa.select(wa.c.event_id, wa.c.after, wa.c.actions).order_by(wa.c.event_id).limit(limit)
     ).all()
     active = [s.value for s in ACTION_ACTIVE]
     out: list[Planned] = []
-    for event_id, waiting in rows:
-        after = list(waiting.get("after", []))
+    for event_id, after, waiting in rows:
         if after and conn.execute(
             sa.select(sa.func.count()).select_from(actions)
             .where(actions.c.key.in_(after), actions.c.state.in_(active))
         ).scalar_one():
             continue
-        out += insert_actions(conn, [NewAction(**a) for a in waiting.get("actions", [])], now, actor)
-        conn.execute(events.update().where(events.c.id == event_id).values(later_actions=None))
+        out += insert_actions(conn, [NewAction(**a) for a in waiting], now, actor)
+        conn.execute(wa.delete().where(wa.c.event_id == event_id))
     return out
+
+
+def later_waiting(conn: Connection) -> bool:
+    return conn.execute(sa.select(waiting_actions.c.event_id).limit(1)).first() is not None
 
 
 def unhandled_exists(conn: Connection) -> bool:

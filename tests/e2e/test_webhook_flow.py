@@ -267,3 +267,19 @@ def test_send_test_checks_the_whole_path(db_url: str, emu: RunningEmulator, tmp_
     assert store.list_actions() == []  # a test event never triggers a rule
     code, _, err = cli(config, "webhooks", "send-test")  # the daemon is gone
     assert code == 1 and "no answer" in err
+
+
+def test_a_postback_rule_messages_the_sender_once(db_url: str, emu: RunningEmulator) -> None:
+    emu.state.add_person("7006", name="Ada", username="ada")
+    rules = [{"name": "contact", "on": "postback", "match": "^CONTACT_SUPPORT$", "message": "We'll be in touch."}]
+    store = Store(db_url)
+    with DaemonThread(webhook_settings(db_url, emu, rules=rules), store) as d:
+        deliver(emu, d.url, [{"kind": "postback", "account": SHOP_ID, "sender_id": "7006", "title": "Contact",
+                              "payload": "CONTACT_SUPPORT"},
+                             {"kind": "postback", "account": SHOP_ID, "sender_id": "7006", "title": "Other",
+                              "payload": "SOMETHING_ELSE"}], repeat=2)
+        d.wait_for(lambda: _all_finished(store, 1))
+    [action] = store.list_actions()
+    assert (action.kind, action.target, action.state, action.source) == ("message", "7006", "done", "rule:contact")
+    [call] = graph_calls(emu, "messages")
+    assert call["body"]["recipient"] == {"id": "7006"} and call["body"]["message"]["text"] == "We'll be in touch."
