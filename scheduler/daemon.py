@@ -21,6 +21,7 @@ from scheduler.clock import SYSTEM_CLOCK, Clock, utcnow
 from scheduler.config import Settings
 from scheduler.engage.duties import WebhookDuties
 from scheduler.engage.duty import ActionDuty
+from scheduler.failures import Failures
 from scheduler.inbox import scan_inbox
 from scheduler.lifecycle import ACTIVE
 from scheduler.pipeline.runtime import Runtime
@@ -61,6 +62,8 @@ class Daemon:
         self._timer = AsyncIOScheduler(timezone="UTC")
         self.steps_done = 0
         self._claiming = False
+        self._claim_failures = Failures(log, "claiming due posts")
+        self._inbox_failures = Failures(log, "scanning the inbox")
         self.webhooks = WebhookDuties(settings, store, self.identity, on_actions=self.actions.kick)
         # background duties, each in its own module (README "Running it for months")
         self.duties: list[Duty] = [Heartbeat(self.rt), TokenRenewal(self.rt), Outbox(self.rt),
@@ -134,8 +137,10 @@ class Daemon:
         if self.settings.queue.inbox_dir is not None:
             try:
                 await asyncio.to_thread(scan_inbox, self.settings, self.store, self.identity)
-            except Exception:
-                log.exception("inbox scan failed")
+            except Exception as e:
+                self._inbox_failures.failed(e)
+            else:
+                self._inbox_failures.ok()
         self._wake.set()
 
     async def _dispatch(self) -> None:
@@ -146,11 +151,12 @@ class Daemon:
             # one transaction: the due posts, their accounts' rows, and when to look again
             claim = await asyncio.to_thread(self.store.claim, self.identity, self.settings.daemon.lease_s,
                                             max(0, free))
-        except Exception:
-            log.exception("claiming due posts failed; trying again at the next tick")
+        except Exception as e:
+            self._claim_failures.failed(e)  # tried again at the next tick
             return
         finally:
             self._claiming = False
+        self._claim_failures.ok()
         self.rt.absorb_claim(claim)
         for post in claim.posts:
             task = asyncio.create_task(work(self.rt, post, claim.accounts.get(post.account)), name=f"post-{post.key}")

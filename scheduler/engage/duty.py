@@ -12,6 +12,7 @@ import contextlib
 import logging
 
 from scheduler.engage.executor import run_action
+from scheduler.failures import Failures
 from scheduler.pipeline.runtime import Runtime
 from scheduler.store import ActionRecord
 
@@ -22,6 +23,7 @@ class ActionDuty:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self._wake = asyncio.Event()
+        self._failures = Failures(log, "claiming due actions")
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[ActionRecord]] = set()
         self.sent = 0  # actions worked (any outcome), for tests and logs
@@ -50,12 +52,14 @@ class ActionDuty:
     async def _loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.rt.settings.daemon.tick_s)
+                await asyncio.wait_for(self._wake.wait(), self._failures.delay(self.rt.settings.daemon.tick_s))
             self._wake.clear()
             try:
                 await self._claim_and_run()
-            except Exception:
-                log.exception("claiming due actions failed; trying again at the next tick")
+            except Exception as e:
+                self._failures.failed(e)
+            else:
+                self._failures.ok()
 
     async def _claim_and_run(self) -> None:
         free = self.rt.settings.daemon.workers - len(self._running)

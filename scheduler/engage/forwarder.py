@@ -23,6 +23,7 @@ from scheduler.engage.forwarding import (
     target_host,
     target_id,
 )
+from scheduler.failures import Failures
 from scheduler.redaction import remember_secret
 from scheduler.store import DeliveryRecord, Store
 
@@ -38,6 +39,7 @@ class Forwarder:
     def __init__(self, settings: Settings, store: Store, identity: str) -> None:
         self.settings = settings
         self.store = store
+        self._failures = Failures(log, "forwarding webhook events")
         self.identity = identity
         self.targets: dict[str, ForwardSettings] = {target_id(f.url): f for f in settings.webhooks.forward}
         self.delivered = 0
@@ -69,9 +71,11 @@ class Forwarder:
                 self._wake.clear()  # before looking: a wake during the round is not lost
                 try:
                     sent = await self.round(http)
-                except Exception:
-                    log.exception("forwarding webhook events failed; trying again at the next tick")
+                except Exception as e:
+                    self._failures.failed(e)
                     sent = 0
+                else:
+                    self._failures.ok()
                 if sent:
                     continue
                 await self._sleep()
@@ -117,11 +121,11 @@ class Forwarder:
                                 status=outcome.status, error=outcome.error, retry_in_s=retry_in)
 
     async def _sleep(self) -> None:
-        tick = self.settings.daemon.tick_s
+        tick = self._failures.delay(self.settings.daemon.tick_s)
         try:
             nxt, now = await asyncio.to_thread(self.store.next_delivery_at, list(self.targets))
-        except Exception:
-            log.exception("could not read the next forwarding time")
+        except Exception as e:
+            self._failures.failed(e)
             nxt, now = None, None
         wait = tick
         if nxt is not None and now is not None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from scheduler.config import Settings
 from scheduler.engage.rules import plan_actions
+from scheduler.failures import Failures
 from scheduler.store import EventRecord, NewAction, Planned, Store
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ class RuleOutbox:
                  on_actions: Callable[[], None]) -> None:
         self.settings = settings
         self.store = store
+        self._failures = Failures(log, "handling webhook events")
         self.actor = identity
         self.on_actions = on_actions
         self.handled = 0
@@ -86,10 +88,12 @@ class RuleOutbox:
             self._wake.clear()  # before looking: a wake during the round is not lost
             try:
                 handled = await self.round()
-            except Exception:
-                log.exception("handling webhook events failed; trying again at the next tick")
+            except Exception as e:
+                self._failures.failed(e)
                 handled = 0
+            else:
+                self._failures.ok()
             if handled:
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.daemon.tick_s)
+                await asyncio.wait_for(self._wake.wait(), self._failures.delay(self.settings.daemon.tick_s))

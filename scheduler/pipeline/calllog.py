@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from scheduler.failures import failure_kind
 from scheduler.graph.client import CallRecord
 from scheduler.store import Store, UsageFigures
 
@@ -23,14 +24,6 @@ log = logging.getLogger(__name__)
 APP = "*"  # the scope of an app-wide pause (pauses.APP)
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 60.0
-
-
-def failure_kind(e: BaseException) -> str:
-    """A short, SQL-free description: SQLAlchemy's message quotes the statement and its
-    parameters (post captions, error texts), the driver's first line does not."""
-    orig = getattr(e, "orig", None) or e
-    first = (str(orig).strip().splitlines() or [""])[0][:200]
-    return f"{type(orig).__name__}: {first}" if first else type(orig).__name__
 
 
 class CallLog:

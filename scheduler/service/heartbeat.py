@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 
+from scheduler.failures import Failures
 from scheduler.pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,7 @@ class Heartbeat:
         self.pid = os.getpid()
         self.interval_s = min(rt.settings.daemon.tick_s, 15.0)  # well inside status's minute
         self._task: asyncio.Task[None] | None = None
+        self._failures = Failures(log, "recording the daemon's tick")
 
     async def start(self) -> None:
         if self._task is None:
@@ -47,6 +49,8 @@ class Heartbeat:
                     started = True
                 else:
                     await self.rt.db(store.daemon_ticked, identity)
-            except Exception:
-                log.warning("could not record the daemon's tick", exc_info=True)
-            await asyncio.sleep(self.interval_s)
+            except Exception as e:
+                self._failures.failed(e)
+            else:
+                self._failures.ok()
+            await asyncio.sleep(self._failures.delay(self.interval_s))

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from scheduler.config import TokenMissing
+from scheduler.failures import Failures
 from scheduler.pipeline.runtime import Runtime
 from scheduler.service.notify import (
     Notification,
@@ -60,6 +61,8 @@ class Outbox:
         self.scanners: list[Scanner] = [self._posts, self._deferred, self._reauth, self._expiring,
                                         self._actions]
         self._task: asyncio.Task[None] | None = None
+        self._scan_failures = Failures(log, "notifications: looking for events")
+        self._send_failures = Failures(log, "notifications: delivering")
 
     async def start(self) -> None:
         if self.targets and self._task is None:
@@ -81,13 +84,18 @@ class Outbox:
         while True:
             try:
                 await self.scan()
-            except Exception:
-                log.exception("notifications: looking for events failed; trying again")
+            except Exception as e:
+                self._scan_failures.failed(e)
+            else:
+                self._scan_failures.ok()
             try:
                 await self.deliver_due()
-            except Exception:
-                log.exception("notifications: delivering failed; trying again")
-            await asyncio.sleep(self.settings.notifications.check_s)
+            except Exception as e:
+                self._send_failures.failed(e)
+            else:
+                self._send_failures.ok()
+            check_s = self.settings.notifications.check_s
+            await asyncio.sleep(max(f.delay(check_s) for f in (self._scan_failures, self._send_failures)))
 
     # --- recording ----------------------------------------------------------------------
     async def scan(self) -> int:

@@ -16,6 +16,7 @@ import os
 
 from scheduler.clock import to_aware
 from scheduler.config import AccountSettings, TokenMissing
+from scheduler.failures import Failures
 from scheduler.graph.client import call_context
 from scheduler.pipeline.runtime import Paused, Runtime
 from scheduler.redaction import redact, remember_secret
@@ -54,6 +55,7 @@ class TokenRenewal:
         self.lease_s = self.settings.graph.timeout_s + 60.0
         self.refreshed = 0  # refreshes this daemon made (tests, logs)
         self._task: asyncio.Task[None] | None = None
+        self._failures = Failures(log, "the token refresh check")
         self._key_problem: str | None = None
 
     async def start(self) -> None:
@@ -75,9 +77,11 @@ class TokenRenewal:
         while True:
             try:
                 await self.run_once()
-            except Exception:
-                log.exception("token refresh check failed; trying again in %g s", self.settings.tokens.check_s)
-            await asyncio.sleep(self.settings.tokens.check_s)
+            except Exception as e:
+                self._failures.failed(e)
+            else:
+                self._failures.ok()
+            await asyncio.sleep(self._failures.delay(self.settings.tokens.check_s))
 
     async def run_once(self) -> None:
         for acct in self.settings.accounts:
