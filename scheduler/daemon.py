@@ -21,6 +21,7 @@ from scheduler.clock import SYSTEM_CLOCK, Clock, utcnow
 from scheduler.config import Settings
 from scheduler.engage.duties import WebhookDuties
 from scheduler.engage.duty import ActionDuty
+from scheduler.engage.receiver import ReceiverStats
 from scheduler.failures import Failures
 from scheduler.inbox import scan_inbox
 from scheduler.lifecycle import ACTIVE
@@ -67,7 +68,11 @@ class Daemon:
         self.webhooks = WebhookDuties(settings, store, self.identity, on_actions=self.actions.kick)
         # background duties, each in its own module (README "Running it for months")
         self.duties: list[Duty] = [Heartbeat(self.rt), TokenRenewal(self.rt), Outbox(self.rt),
-                                   *MetricsExporter.configured(self.rt)]
+                                   *MetricsExporter.configured(self.rt, self._webhook_stats)]
+
+    def _webhook_stats(self) -> ReceiverStats | None:
+        receiver = self.webhooks.intake.receiver
+        return receiver.stats if receiver is not None else None
 
     def stop(self) -> None:
         self._stop.set()

@@ -52,6 +52,7 @@ class ReceiverStats:
     events: int = 0
     skipped_items: int = 0
     refused: dict[str, int] = field(default_factory=dict)  # by HTTP status, e.g. "403"
+    by_kind: dict[str, int] = field(default_factory=dict)  # events accepted, by kind
 
     def refuse(self, status: int) -> None:
         self.refused[str(status)] = self.refused.get(str(status), 0) + 1
@@ -149,6 +150,8 @@ class WebhookReceiver:
                 return web.Response(status=500, text="not stored, retry\n")
         self.stats.accepted_bodies += 1
         self.stats.events += len(batch.events)
+        for event in batch.events:
+            self.stats.by_kind[event.kind] = self.stats.by_kind.get(event.kind, 0) + 1
         return web.Response(text="ok\n")
 
     async def _read(self, request: web.Request) -> bytes:

@@ -27,7 +27,7 @@ import httpx
 
 from scheduler import __version__
 from scheduler.clock import SYSTEM_CLOCK, Clock, to_aware
-from scheduler.graph.endpoints import CREATE_CONTAINER
+from scheduler.graph.endpoints import CREATE_CONTAINER, TOKEN_CHECK
 from scheduler.graph.engagement import EngagementMixin
 from scheduler.graph.errors import ErrorClass, GraphError, GraphUnavailable, UploadError, redact
 from scheduler.graph.subscriptions import SubscriptionMixin
@@ -128,7 +128,7 @@ class _GraphSettingsLike(Protocol):
 OnCall = Callable[[CallRecord], None]
 # runs before every call with the caller's context; raising stops the call (nothing is sent
 # and nothing recorded): the pipeline's pause guard lives here
-BeforeCall = Callable[[CallContext], None]
+BeforeCall = Callable[[CallContext, str], None]  # (context, endpoint name)
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -287,7 +287,7 @@ class GraphClient(EngagementMixin, SubscriptionMixin):
     ) -> tuple[dict[str, Any], Usage]:
         ctx = _context.get()
         if self._before_call is not None:
-            self._before_call(ctx)
+            self._before_call(ctx, endpoint)
         secrets = (token,)
         request_headers = {"Authorization": f"{auth_scheme} {token}", **(headers or {})}
         started_at = to_aware(self._clock.now())
@@ -596,7 +596,7 @@ class GraphClient(EngagementMixin, SubscriptionMixin):
 
     async def me(self, token: str, fields: Sequence[str] = ("id", "username")) -> dict[str, Any]:
         body, _ = await self.request(
-            "GET", "me", token, params={"fields": ",".join(fields)}, endpoint_name="GET /me"
+            "GET", "me", token, params={"fields": ",".join(fields)}, endpoint_name=TOKEN_CHECK
         )
         return body
 

@@ -115,7 +115,7 @@ class Pauses:
                 return Paused(*p)
         return None
 
-    def guard(self, ctx: CallContext) -> None:
+    def guard(self, ctx: CallContext, endpoint: str = "") -> None:
         """The Graph client's pre-call hook: no call to a paused account (or app)."""
         p = self.current(ctx.account or APP)
         if p is not None:

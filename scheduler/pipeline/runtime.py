@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from typing import ParamSpec, TypeVar
 
 import httpx
 
 from scheduler.clock import SYSTEM_CLOCK, Clock
 from scheduler.config import AccountSettings, Settings
-from scheduler.graph.client import CallRecord, GraphClient
+from scheduler.graph.client import CallContext, CallRecord, GraphClient
+from scheduler.graph.endpoints import TOKEN_CHECK
 from scheduler.graph.errors import ErrorClass
 from scheduler.pipeline.calllog import CallLog
 from scheduler.pipeline.pauses import Paused, Pauses
@@ -54,7 +56,7 @@ class Runtime:
         self.auth_refused: set[str] = set()
         self.graph = GraphClient(
             settings.graph.base_url, settings.graph.api_version, settings.graph.timeout_s,
-            on_call=self.on_call, before_call=self.pauses.guard, clock=clock,
+            on_call=self.on_call, before_call=self.before_call, clock=clock,
         )
         # for the media check (not the Graph API: no token, redirects followed like Meta does)
         self.http = httpx.AsyncClient(timeout=settings.preflight.timeout_s, follow_redirects=True)
@@ -74,6 +76,18 @@ class Runtime:
     def ig_user_id(self, name: str) -> str | None:
         a = self.settings.account(name)
         return a.ig_user_id if a else None
+
+    def before_call(self, ctx: CallContext, endpoint: str) -> None:
+        """The Graph client's pre-call hook: no call to a paused account (or app), and none
+        but the token check to an account whose token Meta just refused: steps of that
+        account already under way stop before their call and check the token first."""
+        self.pauses.guard(ctx, endpoint)
+        if ctx.account in self.auth_refused and endpoint != TOKEN_CHECK:
+            # a post's next step checks the token itself at once; anything else waits for
+            # the re-authorisation check
+            wait = 0.0 if ctx.post_id is not None else self.settings.limits.reauth_check_s
+            raise Paused(self.clock.now() + timedelta(seconds=wait),
+                         f"Meta refused the token of {ctx.account}; checking it first")
 
     def on_call(self, rec: CallRecord) -> None:
         self.calls_made += 1

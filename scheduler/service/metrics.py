@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 # from on-the-second to an hour late: staging makes most publishes land in the first buckets
 LATENESS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 ACTION_STATES = ("pending", "sending", "done", "failed", "unknown", "deferred")
-WEBHOOK_REFUSALS = ("signature", "too_large", "invalid_json")
+WEBHOOK_REFUSALS = ("signature", "too_large", "invalid_json", "not_stored")
+# the receiver answers each refusal with its HTTP status
+REFUSAL_BY_STATUS = {"403": "signature", "413": "too_large", "400": "invalid_json", "500": "not_stored"}
 _FIGURES = ("call_count", "total_cputime", "total_time")
 REFRESH_TIMEOUT_S = 5.0
 
@@ -92,11 +94,11 @@ class Metrics:
     def observe_lateness(self, account: str, seconds: float) -> None:
         self.publish_lateness.labels(account).observe(max(0.0, seconds))
 
-    def webhook_event(self, kind: str) -> None:
-        self.webhook_received.labels(kind).inc()
+    def webhook_event(self, kind: str, count: int = 1) -> None:
+        self.webhook_received.labels(kind).inc(count)
 
-    def webhook_refusal(self, reason: str) -> None:
-        self.webhook_refused.labels(reason).inc()
+    def webhook_refusal(self, reason: str, count: int = 1) -> None:
+        self.webhook_refused.labels(reason).inc(count)
 
     # --- set from the database ---------------------------------------------------------------
 
