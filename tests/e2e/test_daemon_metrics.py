@@ -4,6 +4,7 @@ Graph API and parsed with prometheus_client's own parser; SQLite and PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from scheduler.clock import FakeClock, to_aware
 from scheduler.daemon import Daemon
 from scheduler.emulator import RunningEmulator
+from scheduler.engage.webhook_auth import SIGNATURE_HEADER, sign
 from scheduler.service.exporter import MetricsExporter
 from scheduler.store import Store
 from tests.kinds_support import SHOP_ID, by_key, enqueue_yaml, media_url
@@ -78,3 +80,41 @@ def test_metrics_after_a_publish_have_every_series(
     assert len(buckets) > 5 and buckets["+Inf"] == 1
     assert samples[("igsched_publish_lateness_seconds_count", (("account", "shop"),))] == 1
     assert OLD not in scraped[0]
+
+
+def test_webhook_events_received_and_refused_are_counted(
+    db_url: str, emulator: RunningEmulator, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IGSCHED_TEST_TOKEN_SHOP", OLD)
+    monkeypatch.setenv("IGSCHED_TEST_APP_SECRET", "app-secret-for-metrics")
+    monkeypatch.setenv("IGSCHED_TEST_VERIFY", "verify-me")
+    cfg = service_config(db_url, emulator.base_url, metrics={"listen": "127.0.0.1:0"},
+                         webhooks={"listen": "127.0.0.1:0", "app_secret_env": "IGSCHED_TEST_APP_SECRET",
+                                   "verify_token_env": "IGSCHED_TEST_VERIFY"})
+    settings = settings_of(cfg)
+    store = Store(db_url, clock=clock)
+    daemon = Daemon(settings, store)
+    [exporter] = [d for d in daemon.duties if isinstance(d, MetricsExporter)]
+    body = json.dumps({"object": "instagram", "entry": [{"id": SHOP_ID, "time": 1, "changes": [
+        {"field": "comments", "value": {"id": "17900000000000001", "text": "hi",
+                                        "from": {"id": "42", "username": "a"}, "media": {"id": "1"}}}]}]}).encode()
+    scraped: list[str] = []
+
+    async def post_then_scrape() -> None:
+        await wait_for(lambda: daemon.webhooks.intake.address is not None)
+        address = daemon.webhooks.intake.address
+        assert address is not None
+        host, port = address
+        url = f"http://{host}:{port}{settings.webhooks.path}"
+        async with httpx.AsyncClient() as client:
+            good = await client.post(url, content=body, headers={SIGNATURE_HEADER: sign("app-secret-for-metrics", body)})
+            bad = await client.post(url, content=body, headers={SIGNATURE_HEADER: sign("wrong", body)})
+            assert (good.status_code, bad.status_code) == (200, 403)
+            r = await client.get(f"http://127.0.0.1:{exporter.server.port}/metrics")
+        scraped.append(r.text)
+
+    asyncio.run(run_beside([daemon], post_then_scrape))
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(scraped[0]) for s in f.samples}
+    assert samples[("igsched_webhook_events_received_total", (("kind", "comment"),))] == 1
+    assert samples[("igsched_webhook_events_refused_total", (("reason", "signature"),))] == 1
