@@ -136,14 +136,14 @@ class Engagement:
         """A media's top-level comments, newest first: the first `limit`, or all (None)."""
         acct = self._checked(account, [id_problem(media_id, "MEDIA_ID", "a media id"), _limit_problem(limit)])
         with call_context(account=acct.name):
-            return await self.rt.graph.list_comments(media_id, acct.token(), limit=limit)
+            return await self.rt.graph.list_comments(media_id, await self.rt.tokens.token(acct), limit=limit)
 
     async def replies(self, comment_id: str, *, limit: int | None = MAX_COMMENTS_PAGE,
                       account: str | None = None) -> list[CommentInfo]:
         """Replies to a comment, oldest first: the first `limit`, or all (None)."""
         acct = self._checked(account, [id_problem(comment_id, "COMMENT_ID", "a comment id"), _limit_problem(limit)])
         with call_context(account=acct.name):
-            return await self.rt.graph.list_replies(comment_id, acct.token(), limit=limit)
+            return await self.rt.graph.list_replies(comment_id, await self.rt.tokens.token(acct), limit=limit)
 
     # --- writes (actions) ----------------------------------------------------------------
     async def reply(self, comment_id: str, text: str, *, key: str | None = None,
@@ -242,7 +242,7 @@ class Engagement:
             raise OverBudget(f"profile lookups budget: {len(times)} of {budget} in the last hour (for the app); "
                              f"next free slot at {free_at:%Y-%m-%d %H:%M:%S} UTC", free_at)
         with call_context(account=acct.name):
-            p = await self.rt.graph.profile(igsid, acct.token(), [f for f in wanted if f != "id"] or ["id"])
+            p = await self.rt.graph.profile(igsid, await self.rt.tokens.token(acct), [f for f in wanted if f != "id"] or ["id"])
         await self.rt.db(self.store.save_profile, igsid, acct.name, {"id": p.id, **p.fields})
         return {f: ({"id": p.id, **p.fields}).get(f) for f in wanted}
 
@@ -271,7 +271,7 @@ class Engagement:
         tell now: the executor asks again before sending)."""
         try:
             with call_context(account=acct.name):
-                info = await self.rt.graph.comment_info(comment_id, acct.token())
+                info = await self.rt.graph.comment_info(comment_id, await self.rt.tokens.token(acct))
         except Paused:
             return None
         except GraphError as e:

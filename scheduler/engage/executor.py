@@ -19,7 +19,7 @@ from typing import Any, Unpack
 from scheduler.clock import to_aware
 from scheduler.config import TokenMissing
 from scheduler.engage.actions import AT_MOST_ONCE, BUDGET_WINDOW_S, budget_for
-from scheduler.engage.windows import parse_graph_time, private_reply_too_late
+from scheduler.engage.windows import dm_outside_window, parse_graph_time, private_reply_too_late
 from scheduler.graph.client import call_context
 from scheduler.graph.engagement import send_body, text_message, to_person
 from scheduler.graph.errors import ErrorClass, GraphError, messaging_refusal
@@ -126,7 +126,7 @@ async def _step(rt: Runtime, action: ActionRecord) -> ActionRecord:
     if acct is None:
         return await _defer(rt, action, f"account {action.account} is not in the configuration", recheck)
     try:
-        token = acct.token()
+        token = await rt.tokens.token(acct)  # configured, or refreshed (README "Running it for months")
     except TokenMissing as e:
         return await _defer(rt, action, str(e), recheck)
     account = await rt.load_pauses(action.account)
@@ -139,6 +139,8 @@ async def _step(rt: Runtime, action: ActionRecord) -> ActionRecord:
                             recheck)
     if action.kind == "private_reply" and action.state != ActionState.SENDING:
         await _check_private_reply_window(rt, action, token)
+    if action.kind == "message" and action.state != ActionState.SENDING:
+        await _check_message_window(rt, action)
     budget = budget_for(action.kind, rt.settings.engagement)
     check = await rt.db(rt.store.begin_send, action, rt.identity, budget.limit if budget else None,
                         budget.kinds if budget else (action.kind,), budget.what if budget else action.kind,
@@ -176,6 +178,21 @@ async def _check_private_reply_window(rt: Runtime, action: ActionRecord, token: 
     if commented_at is None:
         return  # unknown: Meta's answer decides
     late = private_reply_too_late(commented_at, to_aware(rt.clock.now()).astimezone(UTC))
+    if late:
+        raise _Done(await _fail(rt, action, late))
+
+
+async def _check_message_window(rt: Runtime, action: ActionRecord) -> None:
+    """Meta takes a DM only within 24 hours of the person's last message: when the webhook
+    receiver has seen that message, a DM past the window fails before any call; when it has
+    not, Meta's answer decides (10/2534022)."""
+    ig = rt.ig_user_id(action.account)
+    if ig is None:
+        return
+    last = await rt.db(rt.store.last_inbound_at, ig, action.target)
+    if last is None:
+        return
+    late = dm_outside_window(to_aware(last), to_aware(rt.clock.now()))
     if late:
         raise _Done(await _fail(rt, action, late))
 

@@ -4,6 +4,8 @@ lost answers by kind, budgets that defer, Meta's refusals, and the profile cache
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import sqlalchemy as sa
 import yaml
 
 from scheduler.emulator import RunningEmulator
+from scheduler.engage.events import normalise, parse_body
 from scheduler.store import Store
 from tests.e2e.engagement_support import IG, PERSON, Cli, make_cli
 
@@ -348,3 +351,31 @@ def test_account_may_be_left_out_only_with_one_account(tmp_path: Path, db_url: s
     assert c.requests("messages")[0]["account"] == "17841400000000002"
     assert [r["account"] for r in c.json("actions", "--account", "brand2")] == ["brand2"]
     assert c.json("actions", "--account", "shop") == []
+
+
+# --------------------------------------------------------------------------- the 24-hour window
+
+
+def _person_wrote(cli: Cli, hours_ago: float) -> None:
+    """The webhook receiver stored a message from PERSON to the account `hours_ago` ago."""
+    at_ms = int((time.time() - hours_ago * 3600) * 1000)
+    body = {"object": "instagram", "entry": [{"id": IG, "time": at_ms, "messaging": [{
+        "sender": {"id": PERSON}, "recipient": {"id": IG}, "timestamp": at_ms,
+        "message": {"mid": f"m-{at_ms}", "text": "hello?"}}]}]}
+    events = normalise(parse_body(json.dumps(body).encode())).events
+    Store(cli.db_url).store_webhook_events(events, {IG: "shop"})
+
+
+def test_a_dm_past_the_24_hour_window_fails_before_any_call(cli: Cli) -> None:
+    _person_wrote(cli, hours_ago=25)
+    code, out, _ = cli.run("message", "send", "--to", PERSON, "--text", "sorry for the wait", "--json")
+    res = json.loads(out)
+    assert code == 1 and res["state"] == "failed"
+    assert "last wrote 25.0 hours ago; a message must follow within 24 hours" in res["reason"]
+    assert cli.requests("messages") == []
+
+
+def test_a_dm_inside_the_window_is_sent(cli: Cli) -> None:
+    _person_wrote(cli, hours_ago=23)
+    assert cli.json("message", "send", "--to", PERSON, "--text", "on it")["state"] == "done"
+    assert len(cli.requests("messages")) == 1
