@@ -239,7 +239,7 @@ class ActionState(StrEnum):
     SENDING = "sending"  # the call is out (or about to be): its answer decides
     DONE = "done"
     FAILED = "failed"  # Meta refused, a limit refused, or out of retries; `reason` says which
-    UNKNOWN = "unknown"  # a DM or private reply whose answer was lost: never re-sent by itself
+    UNKNOWN = "unknown"  # a DM, private reply or reply to a mention whose answer was lost: never re-sent by itself
     DEFERRED = "deferred"  # a budget or a pause: waits with its reason until it frees
 
 
@@ -273,7 +273,8 @@ ACTIONS: Lifecycle[ActionState, ActionMove] = Lifecycle("action", ActionState.PE
     Transition(ActionMove.DEFER, _a(ActionState.PENDING, ActionState.SENDING, ActionState.DEFERRED),
                ActionState.DEFERRED, "over a budget, the account paused or not usable: waits until it frees"),
     Transition(ActionMove.TO_UNKNOWN, _a(ActionState.SENDING), ActionState.UNKNOWN,
-               "the answer to a DM or private reply was lost: it may have arrived; not re-sent by itself"),
+               "the answer to a DM, a private reply or a reply to a mention was lost: it may have arrived; "
+               "not re-sent by itself"),
     Transition(ActionMove.FAIL, ACTION_ACTIVE, ActionState.FAILED,
                "Meta refused it, a limit refused it, or out of retries"),
     Transition(ActionMove.RETRY, _a(ActionState.FAILED, ActionState.UNKNOWN), ActionState.PENDING,

@@ -73,6 +73,7 @@ _ENDPOINTS: dict[tuple[str, str, str | None], str] = {
     ("comment", "GET", "replies"): "replies",
     ("comment", "POST", "replies"): "replies",
     ("account", "POST", "messages"): "messages",
+    ("account", "POST", "mentions"): "mentions",
     ("person", "GET", None): "profile",
     ("account", "POST", "subscribed_apps"): "subscribed_apps",
 }
@@ -357,6 +358,7 @@ HANDLERS: dict[str, Handler] = {
     "comment": _comment,
     "refresh_access_token": _refresh,
     "messages": _messages,
+    "mentions": lambda c: {"id": c.state.post_mention_reply(c.account or "", _without_fields(c.params))},
     "profile": _profile,
     "subscribed_apps": lambda c: c.state.subscribe_app(c.account or "", c.params),
 }

@@ -100,6 +100,33 @@ class CommentOps(StateCore):
                 from_id=author.ig_user_id,
             )
 
+    def post_mention_reply(self, ig_user_id: str, params: dict[str, str]) -> str:
+        """POST /{ig-user-id}/mentions: the account answers where another account @mentioned
+        it — in the thread of the comment `comment_id`, or (without it) on the captioned media
+        `media_id`, as Meta's IG User Mentions reference describes. media_id and message are
+        required; an unknown media or comment is 100/33."""
+        with self.lock:
+            for name in params:
+                if name not in ("media_id", "comment_id", "message") and name not in TRANSPORT_PARAMS:
+                    raise invalid_parameter(f"'{name}' is not a parameter of POST /{{ig-user-id}}/mentions")
+            media_id = params.get("media_id", "")
+            if not media_id:
+                raise invalid_parameter("media_id is required")
+            text = _message({k: v for k, v in params.items() if k not in ("media_id", "comment_id")})
+            self.get_media(media_id)
+            author = self._account(ig_user_id)
+            comment_id = params.get("comment_id")
+            if comment_id is None:
+                return self.add_comment(media_id, text, author.username, from_id=author.ig_user_id)
+            if not comment_id:
+                raise invalid_parameter("comment_id is empty")
+            comment = self.get_comment(comment_id)
+            if comment.media_id != media_id:
+                raise invalid_parameter(f"comment {comment_id} is not on media {media_id}")
+            # the reply joins the comment's thread (a thread is one level deep)
+            parent = comment.parent_id or comment.id
+            return self.add_comment(media_id, text, author.username, parent, from_id=author.ig_user_id)
+
     def _author(self, token: str | None, media_owner: str) -> Account:
         for acct in self._accounts.values():
             if token and acct.token == token:

@@ -26,6 +26,7 @@ ENDPOINTS = (
     "upload",  # POST /ig-api-upload/{v}/{container-id}
     "refresh_access_token",  # GET /refresh_access_token
     "messages",  # POST /{ig-user-id|page-id|me}/messages (Send API, private replies)
+    "mentions",  # POST /{ig-user-id}/mentions (a reply where another account @mentioned it)
     "profile",  # GET /{igsid}
     "subscribed_apps",  # POST /{ig-user-id}/subscribed_apps (webhook fields)
     "unknown",  # anything else
@@ -115,7 +116,7 @@ def roll(settings: FaultSettings, rng: random.Random, endpoint: str, method: str
         and rng.random() < settings.late_publish_rate
     )
     comment_error = (
-        endpoint in ("comments", "replies")
+        endpoint in ("comments", "replies", "mentions")
         and method == "POST"
         and settings.comment_error_after_create_rate > 0
         and rng.random() < settings.comment_error_after_create_rate

@@ -4,8 +4,10 @@ named transition of lifecycle.ACTIONS (README "Engagement").
 The call goes through the pipeline's Graph client, so it is recorded with its usage headers,
 the pause hook refuses a call to a paused account, and throttling pauses the account as for
 publishing. A lost answer: hide, unhide and delete are made again; a public reply is looked
-for among the account's own replies before it is sent again; a DM or a private reply
-becomes `unknown` and is never sent again by itself.
+for among the account's own replies before it is sent again; a DM, a private reply or a
+reply to a mention becomes `unknown` and is never sent again by itself (a mention is on
+another account's media, whose replies Meta does not document as readable, so the reply
+cannot be looked for).
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ async def _step(rt: Runtime, action: ActionRecord) -> ActionRecord:
     now = rt.clock.now()
     acct = rt.account_settings(action.account)
     recheck = now + timedelta(seconds=rt.settings.limits.reauth_check_s)
-    if action.state == ActionState.SENDING and action.kind in AT_MOST_ONCE:
+    if action.state == ActionState.SENDING and _at_most_once(action):
         # a lease that ran out while the call was out: it may have been delivered
         return await _unknown(rt, action, "the daemon stopped while the message was being sent")
     if acct is None:
@@ -141,6 +143,8 @@ async def _step(rt: Runtime, action: ActionRecord) -> ActionRecord:
         await _check_private_reply_window(rt, action, token)
     if action.kind == "message" and action.state != ActionState.SENDING:
         await _check_message_window(rt, action)
+    if _mention_reply(action) and not action.payload.get("media_id"):
+        return await _fail(rt, action, "a reply to a mention needs the media id, and the webhook event had none")
     budget = budget_for(action.kind, rt.settings.engagement)
     check = await rt.db(rt.store.begin_send, action, rt.identity, budget.limit if budget else None,
                         budget.kinds if budget else (action.kind,), budget.what if budget else action.kind,
@@ -200,7 +204,7 @@ async def _check_message_window(rt: Runtime, action: ActionRecord) -> None:
 async def _send(rt: Runtime, action: ActionRecord, token: str) -> ActionRecord:
     found = None
     try:
-        if action.kind == "reply" and action.attempts > 1:
+        if action.kind == "reply" and not _mention_reply(action) and action.attempts > 1:
             # an earlier try may have created the reply although its answer was lost or an error
             found = await _own_reply(rt, action, token)
         result = {"id": found} if found else await _call(rt, action, token)
@@ -214,6 +218,15 @@ async def _send(rt: Runtime, action: ActionRecord, token: str) -> ActionRecord:
     return await _move(rt, action, ActionMove.MARK_DONE, event, result=result,
                        result_id=str(result_id) if result_id else None, reason=None, error=None,
                        done_at=rt.clock.now())
+
+
+def _mention_reply(action: ActionRecord) -> bool:
+    """A rule's public reply to a mention (README "Webhooks and rules")."""
+    return action.kind == "reply" and action.payload.get("mention") is True
+
+
+def _at_most_once(action: ActionRecord) -> bool:
+    return action.kind in AT_MOST_ONCE or _mention_reply(action)
 
 
 def _sender(rt: Runtime, account: str) -> str:
@@ -232,6 +245,12 @@ async def _call(rt: Runtime, action: ActionRecord, token: str) -> dict[str, Any]
     if kind == "private_reply":
         sent = await rt.graph.private_reply(token, target, str(payload["text"]), sender=_sender(rt, action.account))
         return {"recipient_id": sent.recipient_id, "message_id": sent.message_id}
+    if kind == "reply" and _mention_reply(action):
+        # a comment on another account's media: answered through the mentions edge
+        ig = rt.ig_user_id(action.account)
+        assert ig is not None
+        return {"id": await rt.graph.reply_to_mention(ig, token, str(payload["media_id"]), target,
+                                                      str(payload["text"]))}
     if kind == "reply":
         return {"id": await rt.graph.reply_to_comment(target, token, str(payload["text"]))}
     if kind in ("hide", "unhide"):
@@ -255,7 +274,7 @@ async def _own_reply(rt: Runtime, action: ActionRecord, token: str) -> str | Non
 async def _after_error(rt: Runtime, action: ActionRecord, token: str, e: GraphError) -> ActionRecord:
     cls = e.error_class
     if cls is ErrorClass.AMBIGUOUS:  # the call may have taken effect: its answer is lost
-        if action.kind in AT_MOST_ONCE:
+        if _at_most_once(action):
             return await _unknown(rt, action, f"the answer was lost ({e})")
         return await _later(rt, action, e)  # hide/unhide/delete repeat; a reply is looked for first
     if cls in _PAUSING:
@@ -275,7 +294,8 @@ async def _after_error(rt: Runtime, action: ActionRecord, token: str, e: GraphEr
 
 
 async def _unknown(rt: Runtime, action: ActionRecord, why: str) -> ActionRecord:
-    what = "private reply" if action.kind == "private_reply" else "message"
+    what = ("reply to the mention" if _mention_reply(action)
+            else "private reply" if action.kind == "private_reply" else "message")
     reason = (f"{why}; the {what} may have been delivered, so it is not sent again by itself "
               f"(igsched actions retry {action.key} sends it again)")
     log.warning("action %s unknown: %s", action.key, why)

@@ -430,6 +430,26 @@ class EngagementMixin:
         )
         return str(body["id"])
 
+    async def reply_to_mention(
+        self, ig_user_id: str, token: str, media_id: str, comment_id: str, message: str
+    ) -> str:
+        """A public reply to a comment that @mentions the account on another account's media
+        (POST /{ig-user-id}/mentions with media_id, comment_id, message) → the reply's id.
+
+        `/{comment-id}/replies` works only on the account's own media; Meta's IG User
+        Mentions reference answers a mention in a comment through this edge."""
+        if not media_id or not comment_id:
+            raise ValueError("a reply to a mention needs the media id and the comment id")
+        body, _ = await self.request(
+            "POST",
+            f"{_seg(ig_user_id)}/mentions",
+            token,
+            data={"media_id": media_id, "comment_id": comment_id, "message": message},
+            endpoint_name="POST /{ig-user-id}/mentions",
+            require=("id",),
+        )
+        return str(body["id"])
+
     async def set_comment_hidden(self, comment_id: str, token: str, hidden: bool) -> bool:
         """POST /{comment-id} hide=true|false → Meta's `success`."""
         body, _ = await self.request(
