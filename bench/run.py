@@ -63,9 +63,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     b = scenarios.burst(emu, url, accounts, 1000, 1, workers, lead_s=args.lead, spread_s=1.0,
                                         folder=folder)
                 f = scenarios.floor(emu, accounts, 1000, concurrency, spread_s=1.0)
+                # the same client with one pool of `concurrency` connections (graph/pool.py: why not)
+                f1 = scenarios.floor(emu, accounts, 1000, concurrency, spread_s=1.0, one_pool=True)
                 b["vs_floor"] = round(b["span_s"] / f["span_s"], 2) if b.get("span_s") and f["span_s"] else None
-                doc["burst_sqlite"] = {"igsched": b, "floor": f}
-                _progress("burst", b, f)
+                doc["burst_sqlite"] = {"igsched": b, "floor": f, "floor_one_pool": f1}
+                _progress("burst", b, f, f1)
             if "pg" in only:
                 n_acc, n_posts = (100, 600) if quick else (1000, 10_000)
                 accounts = make_accounts(n_acc)
@@ -143,6 +145,7 @@ def main() -> None:
     (out / "table.md").write_text(report.table(doc))
     slim = json.loads(json.dumps(doc))
     for run_ in [slim.get("burst_sqlite", {}).get("igsched", {}), slim.get("burst_sqlite", {}).get("floor", {}),
+                 slim.get("burst_sqlite", {}).get("floor_one_pool", {}),
                  slim.get("pg_daemons", {}).get("floor", {}), *slim.get("pg_daemons", {}).get("runs", [])]:
         run_.pop("lateness_all_s", None)
     print(json.dumps(slim, indent=2))

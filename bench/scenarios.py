@@ -35,6 +35,7 @@ from bench.harness import (
     write_config,
 )
 from scheduler.config import LeadSettings
+from scheduler.graph.pool import SHARD_CONNECTIONS, ShardedClient
 from scheduler.models import MediaItem, PostSpec
 from scheduler.store import Store
 
@@ -52,15 +53,20 @@ def _stats(values: list[float]) -> dict[str, float | None]:
 
 # --------------------------------------------------------------------------- the floor
 async def _floor(emu: Emulator, accounts: list[Account], posts: int, concurrency: int,
-                 spread_s: float) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=f"{emu.base_url}/v23.0", timeout=30, limits=limits) as client:
+                 spread_s: float, one_pool: bool) -> dict[str, Any]:
+    """`one_pool`: one httpx pool of `concurrency` connections; otherwise pools of at most
+    SHARD_CONNECTIONS, as igsched's Graph client uses (scheduler/graph/pool.py: httpcore's
+    cost per request grows with the pool's size)."""
+    client = ShardedClient(concurrency, lambda limits: httpx.AsyncClient(
+        base_url=f"{emu.base_url}/v23.0", timeout=30, limits=limits),
+        per_shard=concurrency if one_pool else SHARD_CONNECTIONS)
+    try:
         sem = asyncio.Semaphore(concurrency)
 
         async def create(i: int) -> tuple[Account, str]:
             a = accounts[i % len(accounts)]
             async with sem:
-                r = await client.post(f"/{a.ig_user_id}/media", headers={"Authorization": f"Bearer {a.token}"},
+                r = await client.request("POST", f"/{a.ig_user_id}/media", headers={"Authorization": f"Bearer {a.token}"},
                                       data={"image_url": f"https://cdn.example.com/floor{i}.jpg"})
             r.raise_for_status()
             return a, r.json()["id"]
@@ -74,21 +80,24 @@ async def _floor(emu: Emulator, accounts: list[Account], posts: int, concurrency
             due = start + spread_s * i / posts
             await asyncio.sleep(max(0.0, due - time.time()))
             async with sem:
-                r = await client.post(f"/{a.ig_user_id}/media_publish", data={"creation_id": cid},
+                r = await client.request("POST", f"/{a.ig_user_id}/media_publish", data={"creation_id": cid},
                                       headers={"Authorization": f"Bearer {a.token}"})
             done = time.time()
             r.raise_for_status()
             answers.append((done - due, done))
 
         await asyncio.gather(*(publish(i, a, cid) for i, (a, cid) in enumerate(made)))
+    finally:
+        await client.aclose()
     late = [x for x, _ in answers]
-    return {"posts": posts, "concurrency": concurrency, "span_s": round(max(t for _, t in answers) - start, 3),
+    return {"posts": posts, "concurrency": concurrency, "pools": client.shards, "span_s": round(max(t for _, t in answers) - start, 3),
             "lateness_s": _stats(late), "lateness_all_s": [round(x, 4) for x in late]}
 
 
-def floor(emu: Emulator, accounts: list[Account], posts: int, concurrency: int, spread_s: float) -> dict[str, Any]:
+def floor(emu: Emulator, accounts: list[Account], posts: int, concurrency: int, spread_s: float,
+          one_pool: bool = False) -> dict[str, Any]:
     load = loadavg()
-    out = asyncio.run(_floor(emu, accounts, posts, concurrency, spread_s))
+    out = asyncio.run(_floor(emu, accounts, posts, concurrency, spread_s, one_pool))
     out["loadavg"] = load
     return out
 

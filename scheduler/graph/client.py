@@ -30,6 +30,7 @@ from scheduler.clock import SYSTEM_CLOCK, Clock, to_aware
 from scheduler.graph.endpoints import CREATE_CONTAINER, TOKEN_CHECK
 from scheduler.graph.engagement import EngagementMixin
 from scheduler.graph.errors import ErrorClass, GraphError, GraphUnavailable, UploadError, redact
+from scheduler.graph.pool import SHARD_CONNECTIONS, ShardedClient
 from scheduler.graph.subscriptions import SubscriptionMixin
 from scheduler.graph.usage import Usage, parse_usage
 
@@ -202,14 +203,20 @@ class GraphClient(EngagementMixin, SubscriptionMixin):
         self.api_version = api_version.strip("/")
         self.timeout_s = timeout_s
         self._on_call = on_call
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            follow_redirects=False,  # a redirect would replay the Authorization header elsewhere
-            headers={"User-Agent": f"igsched/{__version__}"},
-            transport=transport,
+
+        def make(limits: httpx.Limits) -> httpx.AsyncClient:
+            return httpx.AsyncClient(
+                timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
+                limits=limits,
+                follow_redirects=False,  # a redirect would replay the Authorization header elsewhere
+                headers={"User-Agent": f"igsched/{__version__}"},
+                transport=transport,
+            )
+
+        # small pools (pool.py: httpcore's cost per request grows with a pool's size); an
+        # injected transport is one object, so it gets one client
+        self._http = ShardedClient(
+            max_connections, make, per_shard=max_connections if transport else SHARD_CONNECTIONS
         )
 
     @classmethod
