@@ -32,7 +32,7 @@ from scheduler.service.exporter import MetricsExporter
 from scheduler.service.heartbeat import Heartbeat
 from scheduler.service.outbox import Outbox
 from scheduler.service.renewal import TokenRenewal
-from scheduler.store import DB_THREADS, Claim, Store
+from scheduler.store import AccountRecord, Claim, PostRecord, Store, claim_order
 
 log = logging.getLogger(__name__)
 DRAIN_S = 20.0
@@ -61,6 +61,8 @@ class Daemon:
         self._stop = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
         self._timer = AsyncIOScheduler(timezone="UTC")
+        self._claimer = ThreadPoolExecutor(1, "igsched-claim")
+        self._queued: list[tuple[PostRecord, AccountRecord | None]] = []  # claimed, not started
         self.steps_done = 0
         self._claiming = False
         self._claim_failures = Failures(log, "claiming due posts")
@@ -81,7 +83,7 @@ class Daemon:
     @property
     def busy(self) -> bool:
         """A step is running (or being claimed)."""
-        return bool(self._running) or self._claiming or self.actions.busy
+        return bool(self._running) or bool(self._queued) or self._claiming or self.actions.busy
 
     def wake(self) -> None:
         """Look for due work now (e.g. after a test moved the clock forward)."""
@@ -91,7 +93,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         # database calls run in threads, as many as the engine's pool has connections: more
         # would only queue for a connection (or, on SQLite, for the one writer)
-        loop.set_default_executor(ThreadPoolExecutor(DB_THREADS, "igsched-db"))
+        loop.set_default_executor(ThreadPoolExecutor(self.store.db_threads, "igsched-db"))
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # SIGHUP too: systemd restarts us
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
@@ -125,6 +127,7 @@ class Daemon:
                     break
         finally:
             notify("STOPPING=1")
+            await self._release_queued()
             await self.webhooks.stop()
             await self._drain()
             await self.actions.stop()
@@ -135,6 +138,7 @@ class Daemon:
                 except Exception:
                     log.warning("stopping %s failed", type(duty).__name__, exc_info=True)
             await self.rt.aclose()
+            self._claimer.shutdown(wait=False)
         log.info("igsched daemon %s stopped", self.identity)
         return 0
 
@@ -150,12 +154,16 @@ class Daemon:
 
     async def _dispatch(self) -> None:
         self.actions.kick()
-        free = self.settings.daemon.workers - len(self._running)
+        self._start_queued()
+        # claim for the free workers and as many again, queued here: in a burst a worker that
+        # finishes starts its next post at once instead of waiting for a claim's round trip
+        want = max(0, 2 * self.settings.daemon.workers - len(self._running) - len(self._queued))
         self._claiming = True
         try:
-            # one transaction: the due posts, their accounts' rows, and when to look again
-            claim = await asyncio.to_thread(self.store.claim, self.identity, self.settings.daemon.lease_s,
-                                            max(0, free))
+            # one transaction: the due posts, their accounts' rows, and when to look again;
+            # on a thread of its own, so that it never waits behind the workers' store calls
+            claim = await asyncio.get_running_loop().run_in_executor(
+                self._claimer, self.store.claim, self.identity, self.settings.daemon.lease_s, want)
         except Exception as e:
             self._claim_failures.failed(e)  # tried again at the next tick
             return
@@ -163,11 +171,35 @@ class Daemon:
             self._claiming = False
         self._claim_failures.ok()
         self.rt.absorb_claim(claim)
-        for post in claim.posts:
-            task = asyncio.create_task(work(self.rt, post, claim.accounts.get(post.account)), name=f"post-{post.key}")
+        self._queued.extend((post, claim.accounts.get(post.account)) for post in claim.posts)
+        self._queued.sort(key=lambda q: claim_order(q[0]))  # publishing first, then by time
+        self._start_queued()
+        self._schedule_wakeup(claim, nothing_claimed=not claim.posts and want > 0)
+
+    def _start_queued(self) -> None:
+        """Start queued posts while workers are free. A post whose lease has run half out
+        while it waited is left alone: its lease runs out and it is claimed again, so a step
+        never starts on a lease that may end before its first write."""
+        free = self.settings.daemon.workers - len(self._running)
+        now = self.rt.clock.now()
+        half = timedelta(seconds=self.settings.daemon.lease_s / 2)
+        while free > 0 and self._queued:
+            post, account = self._queued.pop(0)
+            if post.lease_until is not None and post.lease_until - now < half:
+                log.info("post %s waited too long for a worker; leaving it to be claimed again", post.key)
+                continue
+            task = asyncio.create_task(work(self.rt, post, account), name=f"post-{post.key}")
             self._running.add(task)
             task.add_done_callback(self._done)
-        self._schedule_wakeup(claim, nothing_claimed=not claim.posts and free > 0)
+            free -= 1
+
+    async def _release_queued(self) -> None:
+        """Stopping: give back the posts claimed but not started, so that another daemon (or
+        the next run) takes them at once rather than when their leases run out."""
+        queued, self._queued = self._queued, []
+        for post, _ in queued:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.store.update, post, self.identity)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Unpack
+from typing import Any, TypeVar, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -29,7 +29,7 @@ from scheduler.store import attempts, claims, history, profiles, stats
 from scheduler.store import posts as qp
 from scheduler.store import service as svc
 from scheduler.store.actions import ActionNotFound, BudgetCheck
-from scheduler.store.claims import LeaseLost
+from scheduler.store.claims import LeaseLost, claim_order
 from scheduler.store.engine import (
     DB_THREADS,
     READ_ONLY,
@@ -42,6 +42,7 @@ from scheduler.store.engine import (
     safe_url,
     upgrade,
 )
+from scheduler.store.group import GroupCommit
 from scheduler.store.history import CallLike
 from scheduler.store.posts import NotAllowed, PostNotFound
 from scheduler.store.records import (
@@ -67,17 +68,45 @@ from scheduler.store.service import (
 from scheduler.store.webhook_store import DeliveryRecord, EventRecord, ForwardTarget, WebhookStore
 
 __all__ = [
-    "DB_THREADS", "AccountRecord", "ActionChanges", "ActionNotFound", "ActionRecord", "BudgetCheck", "CallLike", "Claim",
-    "DatabaseUnreachable", "EnqueueReport", "LeaseLost", "MediaChanges", "MediaRecord", "NewAction",
-    "NotAllowed", "Planned", "PostChanges", "PostNotFound", "PostRecord", "ProfileRecord",
-    "QuotaCheck", "SchemaBehind", "Store", "TransitionNotAllowed", "UsageFigures",
-    "current_revision", "head_revision", "safe_url", "upgrade", "upgrade_database",
+    "DB_THREADS",
+    "AccountRecord",
+    "ActionChanges",
+    "ActionNotFound",
+    "ActionRecord",
+    "BudgetCheck",
+    "CallLike",
+    "Claim",
+    "DatabaseUnreachable",
+    "EnqueueReport",
+    "LeaseLost",
+    "MediaChanges",
+    "MediaRecord",
+    "NewAction",
+    "NotAllowed",
+    "Planned",
+    "PostChanges",
+    "PostNotFound",
+    "PostRecord",
+    "ProfileRecord",
+    "QuotaCheck",
+    "SchemaBehind",
+    "Store",
+    "TransitionNotAllowed",
+    "UsageFigures",
+    "claim_order",
+    "current_revision",
+    "head_revision",
+    "safe_url",
+    "upgrade",
+    "upgrade_database",
 ]  # fmt: skip
 __all__ += ["DeliveryRecord", "EventRecord", "ForwardTarget"]  # webhook side
 # running as a service (README "Running it for months")
 __all__ += ["DaemonRecord", "NewNotification", "NotificationRecord", "PostEventSeen", "TokenState"]
 
 
+T = TypeVar("T")
+SQLITE_DB_THREADS = 32
 DB_CLOCK_READ_S = 30.0  # PostgreSQL: how often the database's clock is read (Store.now)
 
 
@@ -111,7 +140,15 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
         # order, instead of in SQLite's busy handler, which sleeps (up to 100 ms a try) and
         # turns a burst of short writes into a crawl; other processes still wait in it.
         self._writer: AbstractContextManager[Any] = threading.RLock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        self._group = GroupCommit(self.engine, self._writer) if self.engine.dialect.name == "sqlite" else None
         ensure_current(self.engine, upgrade_if_behind=upgrade)
+
+    @property
+    def db_threads(self) -> int:
+        """Threads the daemon may run store calls on. SQLite: a thread waiting for a group
+        commit holds no connection, so more of them only make the groups larger; PostgreSQL:
+        one connection each, so as many as the pool has."""
+        return SQLITE_DB_THREADS if self._group is not None else DB_THREADS
 
     @property
     def dialect(self) -> str:
@@ -131,6 +168,14 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
     def _tx(self) -> Iterator[Connection]:
         with self._writer, self.engine.begin() as conn:
             yield conn
+
+    def _write(self, work: Callable[[Connection], T]) -> T:
+        """A write on the daemon's hot path: on SQLite committed together with the writes
+        other threads make at the same moment (group.py), on PostgreSQL its own transaction."""
+        if self._group is not None:
+            return self._group.run(work)
+        with self._tx() as conn:
+            return work(conn)
 
     def now(self) -> datetime:
         """Naive UTC. PostgreSQL: the database's clock, so skewed hosts cannot publish early
@@ -211,8 +256,7 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
     # --- daemon side ------------------------------------------------------------
     def claim_due(self, owner: str, lease_s: float, limit: int) -> list[PostRecord]:
         now = self.now()
-        with self._tx() as conn:
-            return claims.claim_due(conn, owner, lease_s, now, limit)
+        return self._write(lambda conn: claims.claim_due(conn, owner, lease_s, now, limit))
 
     def next_action_at(self) -> datetime | None:
         """The earliest moment a post or an action needs attention."""
@@ -225,7 +269,8 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
         what their steps would each read first (their accounts' rows, the app pause) and
         when to look again. An idle daemon's look costs one transaction."""
         now = self.now()
-        with self._tx() as conn:
+
+        def claim(conn: Connection) -> Claim:
             taken = claims.claim_due(conn, owner, lease_s, now, limit) if limit > 0 else []
             names = sorted({p.account for p in taken})
             accounts = {a.name: a for a in acc.get_accounts(conn, names)} if names else {}
@@ -234,29 +279,31 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
             times = [t for t in (claims.next_action_at(conn), act.next_action_at(conn)) if t is not None]
             return Claim(taken, accounts, app, min(times) if times else None, now)
 
+        return self._write(claim)
+
     def transition(self, post: PostRecord, move: PostMove, actor: str, event: str | None = None,
                    release: bool = True, **values: Unpack[PostChanges]) -> PostRecord:
         """A named transition of lifecycle.POSTS, compare-and-set on the post's lease token
         (raises LeaseLost, or TransitionNotAllowed when the table has no such move from the
         post's current state). Returns the post as it was before."""
-        assert post.lease_token is not None
+        token = post.lease_token
+        assert token is not None
         now = self.now()
-        with self._tx() as conn:
-            return claims.update_post(conn, post.id, post.lease_token, now, actor, event, release, move, **values)
+        return self._write(lambda conn: claims.update_post(conn, post.id, token, now, actor, event, release, move, **values))
 
     def update(self, post: PostRecord, actor: str, event: str | None = None, release: bool = True,
                **values: Unpack[PostChanges]) -> PostRecord:
         """Change a post we hold without changing its state (raises LeaseLost)."""
-        assert post.lease_token is not None
+        token = post.lease_token
+        assert token is not None
         now = self.now()
-        with self._tx() as conn:
-            return claims.update_post(conn, post.id, post.lease_token, now, actor, event, release, None, **values)
+        return self._write(lambda conn: claims.update_post(conn, post.id, token, now, actor, event, release, None, **values))
 
     def renew(self, post: PostRecord, lease_s: float) -> bool:
-        assert post.lease_token is not None
+        token = post.lease_token
+        assert token is not None
         now = self.now()
-        with self._tx() as conn:
-            return claims.renew(conn, post.id, post.lease_token, lease_s, now)
+        return self._write(lambda conn: claims.renew(conn, post.id, token, lease_s, now))
 
     def release_own_leases(self, owner: str) -> int:
         now = self.now()
@@ -269,7 +316,8 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
         """Write what a daemon's Graph calls taught it, in one transaction: the call rows, each
         account's latest usage figures and pauses (extended, never shortened), the app pause."""
         now = self.now()
-        with self._tx() as conn:
+
+        def record(conn: Connection) -> None:
             history.record_calls(conn, calls)
             # account rows in name order, then the app row: daemons writing at the same time on
             # PostgreSQL then wait for each other instead of deadlocking
@@ -282,6 +330,8 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
                         acc.pause_account(conn, name, to_naive_utc(until), reason, now)
             for until, reason in app_pauses:
                 acc.pause_app(conn, to_naive_utc(until), reason, now)
+
+        self._write(record)
 
     def pause_state(self, account: str) -> tuple[tuple[datetime, str] | None, AccountRecord | None]:
         """(the app pause if one is on now, the account's row): what other daemons recorded."""
@@ -310,15 +360,15 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
 
     def update_media(self, post: PostRecord, media_id: int, **values: Unpack[MediaChanges]) -> None:
         """Change one media row while we still hold the post's lease (raises LeaseLost)."""
-        assert post.lease_token is not None
-        with self._tx() as conn:
-            claims.update_media(conn, post.id, post.lease_token, media_id, values)
+        token = post.lease_token
+        assert token is not None
+        self._write(lambda conn: claims.update_media(conn, post.id, token, media_id, values))
 
     def reset_containers(self, post: PostRecord) -> None:
         """Forget every container of a post (expired or unusable): staging starts over."""
-        assert post.lease_token is not None
-        with self._tx() as conn:
-            claims.reset_containers(conn, post.id, post.lease_token)
+        token = post.lease_token
+        assert token is not None
+        self._write(lambda conn: claims.reset_containers(conn, post.id, token))
 
     def begin_publish(self, post: PostRecord, actor: str, fallback_total: int,
                       recheck_s: float = 60.0) -> QuotaCheck:
@@ -330,9 +380,11 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
         published since. When our own publishes fill the quota the answer says exactly when a
         slot frees; when in-flight publishes or Meta's figure fill it, it says to look again
         after `recheck_s` (an in-flight one may turn out not to have gone live)."""
-        assert post.lease_token is not None
+        token = post.lease_token
+        assert token is not None
         now = self.now()
-        with self._tx() as conn:
+
+        def reserve(conn: Connection) -> QuotaCheck:
             a = acc.get_account(conn, post.account, lock=True)
             total = (a.quota_total if a and a.quota_total else None) or fallback_total
             window = (a.quota_duration_s if a and a.quota_duration_s else None) or 86400
@@ -349,7 +401,7 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
                                       flying, exact=True)
                 return QuotaCheck(False, used, total, now + timedelta(seconds=recheck_s), flying, exact=False)
             before = claims.update_post(
-                conn, post.id, post.lease_token, now, actor,
+                conn, post.id, token, now, actor,
                 f"quota slot reserved ({used + 1}/{total} in the rolling window); publishing",
                 release=False, move=PostMove.BEGIN_PUBLISH, publish_started_at=now, reason=None,
             )
@@ -357,6 +409,8 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
             after = replace(before, state=State.PUBLISHING.value, publish_started_at=now, reason=None,
                             hold=None, updated_at=now)
             return QuotaCheck(True, used + 1, total, None, post=after)
+
+        return self._write(reserve)
 
     def publish_attempt_times(self, post_id: int) -> list[datetime]:
         """When each media_publish of a post began, oldest first."""
@@ -373,22 +427,19 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
         if not found:
             return 0
         now = self.now()
-        with self._tx() as conn:
-            return attempts.set_permalinks(conn, account, found, now)
+        return self._write(lambda conn: attempts.set_permalinks(conn, account, found, now))
 
     def set_reauth(self, account: str, needed: bool, reason: str | None) -> None:
         now = self.now()
-        with self._tx() as conn:
-            acc.set_reauth(conn, account, needed, reason, now)
+        self._write(lambda conn: acc.set_reauth(conn, account, needed, reason, now))
 
     def update_quota(self, account: str, usage: int, total: int, duration_s: int,
                      asked_at: datetime | None = None) -> None:
         """Meta's figure, as of `asked_at` (when the read was sent: a publish that lands while
         the answer travels is then counted on top of it, never missed)."""
         now = self.now()
-        with self._tx() as conn:
-            acc.update_quota(conn, account, usage, total, duration_s, now,
-                             to_naive_utc(asked_at) if asked_at is not None else now)
+        self._write(lambda conn: acc.update_quota(conn, account, usage, total, duration_s, now,
+                           to_naive_utc(asked_at) if asked_at is not None else now))
 
     def app_pause(self) -> tuple[datetime, str] | None:
         now = self.now()
@@ -572,8 +623,7 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
 
     def claim_due_actions(self, owner: str, lease_s: float, limit: int) -> list[ActionRecord]:
         now = self.now()
-        with self._tx() as conn:
-            return act.claim_due(conn, owner, lease_s, now, limit)
+        return self._write(lambda conn: act.claim_due(conn, owner, lease_s, now, limit))
 
     def claim_action(self, key: str, owner: str, lease_s: float) -> ActionRecord | None:
         """Lease one action by key, if it is due and nobody holds it (the CLI runs its
@@ -586,36 +636,36 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
                           release: bool = True, **values: Unpack[ActionChanges]) -> ActionRecord:
         """A named transition of lifecycle.ACTIONS, compare-and-set on the lease token (raises
         LeaseLost or TransitionNotAllowed). Returns the action as it is afterwards."""
-        assert action.lease_token is not None
+        token = action.lease_token
+        assert token is not None
         now = self.now()
-        with self._tx() as conn:
-            return act.update_action(conn, action.id, action.lease_token, now, actor, event, release, move,
-                                     **values)
+        return self._write(lambda conn: act.update_action(conn, action.id, token, now, actor, event, release, move,
+                           **values))
 
     def action_update(self, action: ActionRecord, actor: str, event: str | None = None, release: bool = True,
                       **values: Unpack[ActionChanges]) -> ActionRecord:
         """Change an action we hold without changing its state (raises LeaseLost)."""
-        assert action.lease_token is not None
+        token = action.lease_token
+        assert token is not None
         now = self.now()
-        with self._tx() as conn:
-            return act.update_action(conn, action.id, action.lease_token, now, actor, event, release, None,
-                                     **values)
+        return self._write(lambda conn: act.update_action(conn, action.id, token, now, actor, event, release, None,
+                           **values))
 
     def renew_action(self, action: ActionRecord, lease_s: float) -> bool:
-        assert action.lease_token is not None
+        token = action.lease_token
+        assert token is not None
         now = self.now()
-        with self._tx() as conn:
-            return act.renew(conn, action.id, action.lease_token, lease_s, now)
+        return self._write(lambda conn: act.renew(conn, action.id, token, lease_s, now))
 
     def begin_send(self, action: ActionRecord, actor: str, budget: int | None, kinds: Sequence[str],
                    what: str, window_s: float = 3600.0) -> BudgetCheck:
         """Within the hourly budget of `kinds` for the action's account: move it to `sending`
         (lease kept); over it: `deferred` until a slot frees. One transaction under the
         account's row lock, so several daemons never exceed a budget."""
-        assert action.lease_token is not None
+        token = action.lease_token
+        assert token is not None
         now = self.now()
-        with self._tx() as conn:
-            return act.begin_send(conn, action.id, action.lease_token, now, actor, budget, window_s, kinds, what)
+        return self._write(lambda conn: act.begin_send(conn, action.id, token, now, actor, budget, window_s, kinds, what))
 
     def retry_action(self, key: str, actor: str) -> ActionRecord:
         """Send a failed or unknown action again (a person's word); try a waiting one now."""

@@ -37,11 +37,13 @@ def sync_accounts(conn: Connection, configured: Sequence[AccountSettings], now: 
             )
 
 
+_ACCOUNT = sa.select(accounts).where(accounts.c.name == sa.bindparam("name"))  # built once: hot path
+_ACCOUNT_LOCK = _ACCOUNT.with_for_update()
+
+
 def get_account(conn: Connection, name: str, lock: bool = False) -> AccountRecord | None:
-    q = sa.select(accounts).where(accounts.c.name == name)
-    if lock and conn.dialect.name == "postgresql":
-        q = q.with_for_update()
-    row = conn.execute(q).first()
+    q = _ACCOUNT_LOCK if lock and conn.dialect.name == "postgresql" else _ACCOUNT
+    row = conn.execute(q, {"name": name}).first()
     return AccountRecord.from_row(row) if row else None
 
 
@@ -100,11 +102,11 @@ def update_quota(conn: Connection, name: str, usage: int, total: int, duration_s
 def update_usage(
     conn: Connection, name: str, app_pct: int | None, buc_pct: int | None, regain_s: float, now: datetime
 ) -> None:
-    conn.execute(
-        accounts.update().where(accounts.c.name == name).values(
-            usage_app_pct=app_pct, usage_buc_pct=buc_pct, usage_regain_s=regain_s, usage_at=now
-        )
-    )
+    conn.execute(_UPDATE_USAGE, {"aname": name, "usage_app_pct": app_pct, "usage_buc_pct": buc_pct,
+                                 "usage_regain_s": regain_s, "usage_at": now})
+
+
+_UPDATE_USAGE = accounts.update().where(accounts.c.name == sa.bindparam("aname"))  # built once
 
 
 def published_in_window(conn: Connection, name: str, now: datetime, window_s: int) -> list[datetime]:
@@ -118,6 +120,16 @@ def published_in_window(conn: Connection, name: str, now: datetime, window_s: in
     return [r[0] for r in rows]
 
 
+_FLYING = [State.PUBLISHING.value, State.VERIFYING.value]
+_QUOTA_USAGE = sa.select(posts.c.published_at, posts.c.state).where(  # built once: every publish
+    posts.c.account == sa.bindparam("name"),
+    sa.or_(
+        posts.c.published_at > sa.bindparam("since", type_=sa.DateTime),
+        sa.and_(posts.c.state.in_(_FLYING), posts.c.id != sa.bindparam("exclude")),
+    ),
+)
+
+
 def quota_usage_now(conn: Connection, name: str, now: datetime, window_s: int,
                     exclude_post: int) -> tuple[list[datetime], int]:
     """(publish times in the rolling window, oldest first; publishes in flight) in ONE
@@ -125,17 +137,7 @@ def quota_usage_now(conn: Connection, name: str, now: datetime, window_s: int,
     snapshot, and a post moving from publishing to published between two separate counts
     would be in neither."""
     since = now - timedelta(seconds=window_s)
-    flying_states = [State.PUBLISHING.value, State.VERIFYING.value]
-    rows = conn.execute(
-        sa.select(posts.c.published_at, posts.c.state)
-        .where(
-            posts.c.account == name,
-            sa.or_(
-                posts.c.published_at > since,
-                sa.and_(posts.c.state.in_(flying_states), posts.c.id != exclude_post),
-            ),
-        )
-    ).all()
+    rows = conn.execute(_QUOTA_USAGE, {"name": name, "since": since, "exclude": exclude_post}).all()
     times = sorted(r.published_at for r in rows if r.published_at is not None and r.published_at > since)
-    flying = sum(1 for r in rows if r.state in flying_states and not (r.published_at and r.published_at > since))
+    flying = sum(1 for r in rows if r.state in _FLYING and not (r.published_at and r.published_at > since))
     return times, flying

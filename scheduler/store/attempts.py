@@ -43,11 +43,12 @@ def set_permalinks(conn: Connection, account: str, found: Mapping[str, str], now
     is needed: the post's own follow-up finds it set and makes no call."""
     n = 0
     for media_id, permalink in found.items():
-        res = conn.execute(
-            posts.update()
-            .where(posts.c.account == account, posts.c.media_id == media_id, posts.c.permalink.is_(None),
-                   posts.c.state == State.PUBLISHED.value)
-            .values(permalink=permalink, updated_at=now)
-        )
+        res = conn.execute(_SET_PERMALINK, {"acct": account, "mid": media_id, "permalink": permalink,
+                                            "updated_at": now})
         n += res.rowcount or 0
     return n
+
+
+_SET_PERMALINK = posts.update().where(  # built once: a burst sets hundreds
+    posts.c.account == sa.bindparam("acct"), posts.c.media_id == sa.bindparam("mid"),
+    posts.c.permalink.is_(None), posts.c.state == State.PUBLISHED.value)

@@ -82,8 +82,15 @@ def claim_due(conn: Connection, owner: str, lease_s: float, now: datetime, limit
         .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_s), lease_token=token)
         .returning(*posts.c)
     ).all()
-    first = set(_PUBLISHING)
-    return sorted((PostRecord.from_row(r) for r in rows), key=lambda p: (p.state not in first, p.next_action_at))
+    return sorted((PostRecord.from_row(r) for r in rows), key=claim_order)
+
+
+_FIRST = frozenset(_PUBLISHING)
+
+
+def claim_order(post: PostRecord) -> tuple[bool, datetime]:
+    """The order claimed posts are worked in: publishing work first, then the earliest."""
+    return (post.state not in _FIRST, post.next_action_at)
 
 
 def next_action_at(conn: Connection) -> datetime | None:
@@ -101,13 +108,19 @@ def next_action_at(conn: Connection) -> datetime | None:
     return min(candidates) if candidates else None
 
 
+# Built once: the post's hot path (every step's writes) then pays for executing them, not for
+# building and keying a statement each time (a burst of 1,000 publishes spent more time there
+# than in SQLite).
+_FENCE = sa.select(posts).where(posts.c.id == sa.bindparam("pid"), posts.c.lease_token == sa.bindparam("tok"))
+_FENCE_LOCK = _FENCE.with_for_update()
+_UPDATE_POST = posts.update().where(posts.c.id == sa.bindparam("pid"))  # SET: the keys given
+
+
 @contextmanager
 def fenced(conn: Connection, post_id: int, token: str) -> Iterator[PostRecord]:
     """Inside the caller's transaction: proceed only while we still hold the lease."""
-    q = sa.select(posts).where(posts.c.id == post_id, posts.c.lease_token == token)
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update()
-    row = conn.execute(q).first()
+    q = _FENCE_LOCK if conn.dialect.name == "postgresql" else _FENCE
+    row = conn.execute(q, {"pid": post_id, "tok": token}).first()
     if row is None:
         raise LeaseLost(f"post {post_id}")
     yield PostRecord.from_row(row)
@@ -132,7 +145,7 @@ def update_post(
             row["hold"] = None  # a new reason: whatever the post was held for is over
         if release:
             row.update(lease_owner=None, lease_until=None, lease_token=None)
-        conn.execute(posts.update().where(posts.c.id == post_id).values(**row))
+        conn.execute(_UPDATE_POST, {"pid": post_id, **row})
         new_state = row.get("state", rec.state)
         if new_state != rec.state or event:
             add_event(conn, post_id, now, rec.state, new_state, event, actor)

@@ -25,12 +25,11 @@ def add_event(
     conn: Connection, post_id: int, at: datetime, from_state: str | None, to_state: str,
     reason: str | None, actor: str | None,
 ) -> None:
-    conn.execute(
-        post_events.insert().values(
-            post_id=post_id, at=at, from_state=from_state, to_state=to_state,
-            reason=reason, actor=actor,
-        )
-    )
+    conn.execute(_INSERT_EVENT, {"post_id": post_id, "at": at, "from_state": from_state, "to_state": to_state,
+                                 "reason": reason, "actor": actor})
+
+
+_INSERT_EVENT = post_events.insert()  # built once: every step records an event
 
 
 def _media_rows(post_id: int, spec: PostSpec) -> list[dict[str, object]]:

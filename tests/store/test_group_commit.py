@@ -1,0 +1,101 @@
+"""SQLite group commit (store/group.py): many threads' writes in one transaction, each in its
+own savepoint; a failing write fails alone; nobody hears back before the commit."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from scheduler.store import Store
+from scheduler.store.group import GroupCommit
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[sa.Engine]:
+    store = Store(f"sqlite:///{tmp_path / 'g.db'}")  # its engine: WAL, BEGIN IMMEDIATE
+    with store.engine.begin() as c:
+        c.execute(sa.text("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)"))
+    yield store.engine
+    store.close()
+
+
+class CountingLock:
+    """The writer lock, counting the transactions taken under it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.taken = 0
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+        self.taken += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        self.lock.release()
+
+
+def _insert(k: int, v: str | None) -> Any:
+    def work(conn: Connection) -> int:
+        conn.execute(sa.text("INSERT INTO t (k, v) VALUES (:k, :v)"), {"k": k, "v": v})
+        return k
+    return work
+
+
+def test_concurrent_writes_share_transactions_and_fail_alone(engine: sa.Engine) -> None:
+    lock = CountingLock()
+    group = GroupCommit(engine, lock)
+    gate = threading.Barrier(40)
+    results: dict[int, Any] = {}
+
+    def writer(k: int) -> None:
+        gate.wait()
+        try:  # every 10th write breaks NOT NULL: it alone must fail
+            results[k] = group.run(_insert(k, None if k % 10 == 0 else f"v{k}"))
+        except sa.exc.IntegrityError as e:
+            results[k] = e
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with engine.connect() as c:
+        stored = {r[0] for r in c.execute(sa.text("SELECT k FROM t"))}
+    assert stored == {k for k in range(40) if k % 10}
+    assert all(isinstance(results[k], sa.exc.IntegrityError) for k in range(0, 40, 10))
+    assert all(results[k] == k for k in range(40) if k % 10)
+    assert lock.taken < 40  # writes were grouped: fewer transactions than writes
+
+
+def test_a_failed_commit_fails_every_write_it_carried(engine: sa.Engine) -> None:
+    lock = CountingLock()
+    group = GroupCommit(engine, lock)
+
+    @contextmanager
+    def no_commit() -> Iterator[None]:
+        def refuse(conn: Connection) -> None:
+            raise sa.exc.OperationalError("COMMIT", {}, Exception("disk I/O error"))
+        sa.event.listen(engine, "commit", refuse)
+        try:
+            yield
+        finally:
+            sa.event.remove(engine, "commit", refuse)
+
+    with no_commit(), pytest.raises(sa.exc.OperationalError):
+        group.run(_insert(1, "a"))
+    assert group.run(_insert(2, "b")) == 2  # the group is usable again
+    with engine.connect() as c:
+        assert [r[0] for r in c.execute(sa.text("SELECT k FROM t"))] == [2]
+
+
+def test_a_grouped_write_cannot_nest(engine: sa.Engine) -> None:
+    group = GroupCommit(engine, CountingLock())
+    with pytest.raises(RuntimeError, match="cannot start another"):
+        group.run(lambda conn: group.run(_insert(1, "x")))
