@@ -87,8 +87,7 @@ def _one_pool(burst: dict[str, Any]) -> str:
     f = burst.get("floor_one_pool")
     if not f:
         return ""
-    return (f"; with one pool of {f['concurrency']} connections: span {f['span_s']} s, "
-            f"p99 {f['lateness_s']['p99']} s")
+    return (f"; on httpx's own pool (httpcore): span {f['span_s']} s, p99 {f['lateness_s']['p99']} s")
 
 
 def table(doc: dict[str, Any]) -> str:
@@ -111,7 +110,7 @@ def table(doc: dict[str, Any]) -> str:
             f"{i['calls_total_per_post']} calls/post; published once: {i['published_once']}; "
             f"{_staged(i)} "
             f"| span {f['span_s']} s, p50 {f['lateness_s']['p50']} s, p99 {f['lateness_s']['p99']} s "
-            f"(concurrency {f['concurrency']}, {f.get('pools', 1)} pools){_one_pool(b)} | {_la(i['loadavg'])} |")
+            f"(concurrency {f['concurrency']}, {f.get('transport', 'httpx')}){_one_pool(b)} | {_la(i['loadavg'])} |")
     pg = doc.get("pg_daemons")
     if pg:
         f = pg["floor"]

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     b = scenarios.burst(emu, url, accounts, 1000, 1, workers, lead_s=args.lead, spread_s=1.0,
                                         folder=folder)
                 f = scenarios.floor(emu, accounts, 1000, concurrency, spread_s=1.0)
-                # the same client with one pool of `concurrency` connections (graph/pool.py: why not)
+                # the same on httpx's own pool (graph/transport.py: why igsched does not use it)
                 f1 = scenarios.floor(emu, accounts, 1000, concurrency, spread_s=1.0, one_pool=True)
                 b["vs_floor"] = round(b["span_s"] / f["span_s"], 2) if b.get("span_s") and f["span_s"] else None
                 doc["burst_sqlite"] = {"igsched": b, "floor": f, "floor_one_pool": f1}

@@ -35,7 +35,7 @@ from bench.harness import (
     write_config,
 )
 from scheduler.config import LeadSettings
-from scheduler.graph.pool import SHARD_CONNECTIONS, ShardedClient
+from scheduler.graph.transport import AiohttpTransport
 from scheduler.models import MediaItem, PostSpec
 from scheduler.store import Store
 
@@ -54,19 +54,19 @@ def _stats(values: list[float]) -> dict[str, float | None]:
 # --------------------------------------------------------------------------- the floor
 async def _floor(emu: Emulator, accounts: list[Account], posts: int, concurrency: int,
                  spread_s: float, one_pool: bool) -> dict[str, Any]:
-    """`one_pool`: one httpx pool of `concurrency` connections; otherwise pools of at most
-    SHARD_CONNECTIONS, as igsched's Graph client uses (scheduler/graph/pool.py: httpcore's
-    cost per request grows with the pool's size)."""
-    client = ShardedClient(concurrency, lambda limits: httpx.AsyncClient(
-        base_url=f"{emu.base_url}/v23.0", timeout=30, limits=limits),
-        per_shard=concurrency if one_pool else SHARD_CONNECTIONS)
+    """A bare httpx client on the transport igsched's Graph client uses (aiohttp's pool,
+    scheduler/graph/transport.py); `one_pool`: on httpx's own pool instead (httpcore), to show
+    what that pool costs."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    client = httpx.AsyncClient(base_url=f"{emu.base_url}/v23.0", timeout=30, limits=limits,
+                               transport=None if one_pool else AiohttpTransport(concurrency))
     try:
         sem = asyncio.Semaphore(concurrency)
 
         async def create(i: int) -> tuple[Account, str]:
             a = accounts[i % len(accounts)]
             async with sem:
-                r = await client.request("POST", f"/{a.ig_user_id}/media", headers={"Authorization": f"Bearer {a.token}"},
+                r = await client.post(f"/{a.ig_user_id}/media", headers={"Authorization": f"Bearer {a.token}"},
                                       data={"image_url": f"https://cdn.example.com/floor{i}.jpg"})
             r.raise_for_status()
             return a, r.json()["id"]
@@ -80,7 +80,7 @@ async def _floor(emu: Emulator, accounts: list[Account], posts: int, concurrency
             due = start + spread_s * i / posts
             await asyncio.sleep(max(0.0, due - time.time()))
             async with sem:
-                r = await client.request("POST", f"/{a.ig_user_id}/media_publish", data={"creation_id": cid},
+                r = await client.post(f"/{a.ig_user_id}/media_publish", data={"creation_id": cid},
                                       headers={"Authorization": f"Bearer {a.token}"})
             done = time.time()
             r.raise_for_status()
@@ -90,7 +90,8 @@ async def _floor(emu: Emulator, accounts: list[Account], posts: int, concurrency
     finally:
         await client.aclose()
     late = [x for x, _ in answers]
-    return {"posts": posts, "concurrency": concurrency, "pools": client.shards, "span_s": round(max(t for _, t in answers) - start, 3),
+    return {"posts": posts, "concurrency": concurrency,
+            "transport": "httpx (httpcore pool)" if one_pool else "httpx on aiohttp (as igsched)", "span_s": round(max(t for _, t in answers) - start, 3),
             "lateness_s": _stats(late), "lateness_all_s": [round(x, 4) for x in late]}
 
 

@@ -30,8 +30,8 @@ from scheduler.clock import SYSTEM_CLOCK, Clock, to_aware
 from scheduler.graph.endpoints import CREATE_CONTAINER, TOKEN_CHECK
 from scheduler.graph.engagement import EngagementMixin
 from scheduler.graph.errors import ErrorClass, GraphError, GraphUnavailable, UploadError, redact
-from scheduler.graph.pool import SHARD_CONNECTIONS, ShardedClient
 from scheduler.graph.subscriptions import SubscriptionMixin
+from scheduler.graph.transport import AiohttpTransport
 from scheduler.graph.usage import Usage, parse_usage
 
 log = logging.getLogger(__name__)
@@ -204,19 +204,13 @@ class GraphClient(EngagementMixin, SubscriptionMixin):
         self.timeout_s = timeout_s
         self._on_call = on_call
 
-        def make(limits: httpx.Limits) -> httpx.AsyncClient:
-            return httpx.AsyncClient(
-                timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
-                limits=limits,
-                follow_redirects=False,  # a redirect would replay the Authorization header elsewhere
-                headers={"User-Agent": f"igsched/{__version__}"},
-                transport=transport,
-            )
-
-        # small pools (pool.py: httpcore's cost per request grows with a pool's size); an
-        # injected transport is one object, so it gets one client
-        self._http = ShardedClient(
-            max_connections, make, per_shard=max_connections if transport else SHARD_CONNECTIONS
+        # aiohttp's pool under httpx's interface (transport.py: a tenth of httpx's own CPU
+        # per request); an injected transport (tests) replaces it
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
+            follow_redirects=False,  # a redirect would replay the Authorization header elsewhere
+            headers={"User-Agent": f"igsched/{__version__}"},
+            transport=transport or AiohttpTransport(max_connections),
         )
 
     @classmethod
