@@ -105,8 +105,12 @@ class Emulator:
 
     def setup(self, accounts: list[Account], latency_s: float, quota: int) -> None:
         self.post("/reset", {})
+        # the app-wide allowance as Meta's platform limit sets it: 200 calls an hour per user
+        # (here: per account); the fake API's default (20,000) is one small app's, and 10,000
+        # posts over 1,000 accounts would meet it
         self.post("/config", {"latency_s": latency_s, "containers_per_day": None,
-                              "default_processing_s": {"image": 0.0}, "request_log_limit": 2_000_000})
+                              "default_processing_s": {"image": 0.0}, "request_log_limit": 2_000_000,
+                              "app_usage_budget": max(20_000, 200 * len(accounts))})
         for i in range(0, len(accounts), 200):
             chunk = accounts[i:i + 200]
             self.post("/accounts", [{"ig_user_id": a.ig_user_id, "username": a.name, "token": a.token,

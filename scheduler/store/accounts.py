@@ -65,13 +65,17 @@ def pause_account(conn: Connection, name: str, until: datetime, reason: str, now
 
 
 def pause_app(conn: Connection, until: datetime, reason: str, now: datetime) -> None:
-    row = conn.execute(sa.select(app_state).where(app_state.c.name == APP_PAUSE)).first()
-    if row is None:
-        conn.execute(app_state.insert().values(name=APP_PAUSE, until=until, reason=reason, updated_at=now))
-    elif row.until is None or row.until < until:
-        conn.execute(
-            app_state.update().where(app_state.c.name == APP_PAUSE).values(until=until, reason=reason, updated_at=now)
-        )
+    """Extend (never shorten) the app's pause. The row is made with ON CONFLICT DO NOTHING:
+    two daemons pausing the app at the same moment both find no row, and a plain insert
+    would fail one of them (and with it the call rows written in the same transaction)."""
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    conn.execute(insert(app_state).values(name=APP_PAUSE, until=None, reason=None, updated_at=now)
+                 .on_conflict_do_nothing(index_elements=["name"]))
+    conn.execute(
+        app_state.update()
+        .where(app_state.c.name == APP_PAUSE, sa.or_(app_state.c.until.is_(None), app_state.c.until < until))
+        .values(until=until, reason=reason, updated_at=now)
+    )
 
 
 def app_paused_until(conn: Connection, now: datetime) -> tuple[datetime, str] | None:
