@@ -137,10 +137,7 @@ async def _stage(rt: Runtime, post: PostRecord, spec: PostSpec, token: str) -> N
         if m.container_id is None:
             cid = await _create(rt, post, spec, m, token)
             created = rt.clock.now()
-            await rt.db(rt.store.update_media, post, m.id, container_id=cid,
-                        container_created_at=created, status_code="IN_PROGRESS", status_checked_at=None)
-            if m.position == 0:
-                await update(rt, post, None, release=False, container_id=cid, container_created_at=created)
+            await rt.db(rt.store.container_made, post, m.id, rt.identity, cid, created, m.position == 0)
             if unpolled_image(post, m, expected, created):
                 unpolled = True
                 continue

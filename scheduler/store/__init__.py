@@ -364,6 +364,24 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
         assert token is not None
         self._write(lambda conn: claims.update_media(conn, post.id, token, media_id, values))
 
+    def container_made(self, post: PostRecord, media_id: int, actor: str, container_id: str,
+                       created_at: datetime, primary: bool) -> None:
+        """A container was created for one media row: record it there and, for the post's
+        own container (`primary`), on the post too, in one transaction (raises LeaseLost)."""
+        token = post.lease_token
+        assert token is not None
+        now = self.now()
+
+        def record(conn: Connection) -> None:
+            claims.update_media(conn, post.id, token, media_id, MediaChanges(
+                container_id=container_id, container_created_at=created_at, status_code="IN_PROGRESS",
+                status_checked_at=None))
+            if primary:
+                claims.update_post(conn, post.id, token, now, actor, None, False, None,
+                                   container_id=container_id, container_created_at=created_at)
+
+        self._write(record)
+
     def reset_containers(self, post: PostRecord) -> None:
         """Forget every container of a post (expired or unusable): staging starts over."""
         token = post.lease_token
