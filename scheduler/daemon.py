@@ -83,6 +83,12 @@ class Daemon:
         """A step is running (or being claimed)."""
         return bool(self._running) or self._claiming or self.actions.busy
 
+    @property
+    def stepping(self) -> bool:
+        """A post's step or an engagement action is running (a claim in flight aside: one
+        that starts while nothing is due at the store's time claims nothing)."""
+        return bool(self._running) or self.actions.busy
+
     def wake(self) -> None:
         """Look for due work now (e.g. after a test moved the clock forward)."""
         self._wake.set()
