@@ -30,9 +30,10 @@ from scheduler.clock import SYSTEM_CLOCK, Clock, to_aware
 from scheduler.graph.endpoints import CREATE_CONTAINER, TOKEN_CHECK
 from scheduler.graph.engagement import EngagementMixin
 from scheduler.graph.errors import ErrorClass, GraphError, GraphUnavailable, UploadError, redact
-from scheduler.graph.pool import SHARD_CONNECTIONS, ShardedClient, tls_context
+from scheduler.graph.pool import SHARD_CONNECTIONS, ShardedClient
 from scheduler.graph.subscriptions import SubscriptionMixin
 from scheduler.graph.usage import Usage, parse_usage
+from scheduler.tls import tls_context
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +212,7 @@ class GraphClient(EngagementMixin, SubscriptionMixin):
                 follow_redirects=False,  # a redirect would replay the Authorization header elsewhere
                 headers={"User-Agent": f"igsched/{__version__}"},
                 transport=transport,
-                verify=tls_context(),  # one for all pools (pool.py)
+                verify=tls_context(),  # one for all pools: built once (scheduler/tls.py)
             )
 
         # small pools (pool.py: httpcore's cost per request grows with a pool's size); an

@@ -10,9 +10,7 @@ the same). Pools of at most `SHARD_CONNECTIONS` keep that cost flat whatever `wo
 
 from __future__ import annotations
 
-import functools
 import math
-import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -20,14 +18,6 @@ import httpx
 
 SHARD_CONNECTIONS = 16
 
-
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """The TLS context every pool verifies with, made once per process: httpx makes one per
-    client unless given one, and reading the CA bundle costs about 25 ms, so a GraphClient of
-    seven pools took 0.2 s to build (each CLI command, each daemon start). The same context
-    httpx would make (certifi, or SSL_CERT_FILE / SSL_CERT_DIR as set when first used)."""
-    return httpx.create_ssl_context()
 
 
 def shard_sizes(max_connections: int, per_shard: int = SHARD_CONNECTIONS) -> list[int]:

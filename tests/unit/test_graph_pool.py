@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 import httpx
 import pytest
 
+from scheduler.graph.client import GraphClient
 from scheduler.graph.pool import SHARD_CONNECTIONS, ShardedClient, shard_sizes
+from scheduler.tls import tls_context
 
 
 @pytest.mark.parametrize(("total", "expected"), [
@@ -51,3 +54,14 @@ def test_requests_go_to_the_least_busy_pool_and_never_exceed_the_total() -> None
 
     asyncio.run(main())
     assert peak["all"] == 30
+
+
+def test_every_pool_verifies_certificates_with_the_one_shared_context() -> None:
+    """Building a context reads the CA bundle (scheduler/tls.py): one per process, and it still
+    verifies the server's certificate and name as httpx's own would."""
+    client = GraphClient("https://graph.instagram.com", "v23.0", 5.0, max_connections=100)
+    contexts = {id(c._transport._pool._ssl_context) for c in client._http._clients}  # type: ignore[attr-defined]
+    assert client._http.shards == 7 and contexts == {id(tls_context())}
+    ctx = tls_context()
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    asyncio.run(client.aclose())
