@@ -85,8 +85,7 @@ class Daemon:
 
     @property
     def stepping(self) -> bool:
-        """A post's step or an engagement action is running (a claim in flight aside: one
-        that starts while nothing is due at the store's time claims nothing)."""
+        """A post's step or an engagement action is running (`busy` without a claim)."""
         return bool(self._running) or self.actions.busy
 
     def wake(self) -> None:

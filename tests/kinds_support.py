@@ -94,10 +94,7 @@ def run_daemon(
 
     def time_warp() -> None:
         assert warp is not None
-        # not `busy`: under a frozen clock an idle daemon claims again and again (its next
-        # wake-up is "now" on the fake clock), and on PostgreSQL, where a claim takes a few
-        # ms, the 50 ms ticker then seldom saw it idle: a jump took seconds of real time
-        if daemon.stepping:
+        if daemon.busy:
             return
         now = warp.now()
         with store.engine.connect() as c:  # a lease still running: its step is not done
@@ -115,6 +112,14 @@ def run_daemon(
                 while True:
                     await asyncio.sleep(0.05)
                     if warp is not None:
+                        # under a frozen clock an idle daemon claims again and again (its next
+                        # wake-up is "now" on the fake clock); on PostgreSQL a claim takes long
+                        # enough that the ticker seldom saw the daemon between two, and a jump
+                        # waited seconds: catch the end of the claim in flight
+                        for _ in range(2000):
+                            if not daemon.busy or daemon.stepping:
+                                break
+                            await asyncio.sleep(0)
                         time_warp()
                     if on_tick is not None:
                         on_tick()
