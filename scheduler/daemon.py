@@ -85,6 +85,12 @@ class Daemon:
         """A step is running (or being claimed)."""
         return bool(self._running) or bool(self._queued) or self._claiming or self.actions.busy
 
+    @property
+    def stepping(self) -> bool:
+        """A post's step or an engagement action is running or about to (claimed, queued for
+        a worker): `busy` without a claim in flight."""
+        return bool(self._running) or bool(self._queued) or self.actions.busy
+
     def wake(self) -> None:
         """Look for due work now (e.g. after a test moved the clock forward)."""
         self._wake.set()

@@ -1,14 +1,14 @@
 """Shared fixtures: one suite for both databases, and the fake Graph API over real HTTP.
 
 `db_url` is parametrized over SQLite (a file per test) and PostgreSQL (a schema per test on
-the server at $IGSCHED_TEST_PG_URL). With IGSCHED_REQUIRE_PG=1 (as in CI) an unreachable
-PostgreSQL fails the run instead of skipping.
+the server at $IGSCHED_TEST_PG_URL), each at the head revision, copied from one migrated once
+per session (tests/databases.py); `empty_db_url` is the same without tables. With
+IGSCHED_REQUIRE_PG=1 (as in CI) an unreachable PostgreSQL fails the run instead of skipping.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from scheduler.clock import FakeClock, to_aware
 from scheduler.emulator import EmulatorState, RunningEmulator
+from tests import databases
 
 PG_URL = os.environ.get("IGSCHED_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -36,13 +37,7 @@ _PG_PROBLEM: str | None = None
 _PG_CHECKED = False
 
 
-def pg_url_for_schema(schema: str) -> str:
-    sep = "&" if "?" in PG_URL else "?"
-    return f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-
-
-@pytest.fixture
-def pg_schema_url() -> Iterator[str]:
+def _require_pg() -> None:
     global _PG_PROBLEM, _PG_CHECKED
     if not _PG_CHECKED:
         _PG_PROBLEM, _PG_CHECKED = _pg_available(), True
@@ -50,20 +45,55 @@ def pg_schema_url() -> Iterator[str]:
         if os.environ.get("IGSCHED_REQUIRE_PG") == "1":
             pytest.fail(f"PostgreSQL required but unreachable at {PG_URL}: {_PG_PROBLEM}")
         pytest.skip(f"PostgreSQL unreachable: {_PG_PROBLEM}")
-    schema = "t_" + uuid.uuid4().hex[:12]
-    eng = sa.create_engine(PG_URL)
-    with eng.begin() as c:
-        c.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield pg_url_for_schema(schema)
-    finally:
-        with eng.begin() as c:
-            c.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        eng.dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="session")
+def _pg_schemas() -> Iterator[databases.PgSchemas]:
+    _require_pg()
+    schemas = databases.PgSchemas(PG_URL)
+    yield schemas
+    schemas.close()
+
+
+def _pg_schema(request: pytest.FixtureRequest, migrated: bool) -> Iterator[str]:
+    _require_pg()
+    schemas: databases.PgSchemas = request.getfixturevalue("_pg_schemas")
+    schema, url = schemas.new(migrated)
+    yield url
+    schemas.drop_later(schema)
+
+
+@pytest.fixture
+def pg_schema_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """An empty schema: what a new PostgreSQL database is to igsched."""
+    yield from _pg_schema(request, migrated=False)
+
+
+@pytest.fixture
+def pg_migrated_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A schema at the head revision (tests/databases.py)."""
+    yield from _pg_schema(request, migrated=True)
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return databases.migrated_sqlite(tmp_path_factory.mktemp("template") / "igsched.db")
+
+
+DBS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=DBS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database at the head revision, as `Store(url)` leaves a new one (tests/databases.py)."""
+    if request.param == "sqlite":
+        return databases.copy_sqlite(request.getfixturevalue("_sqlite_template"), tmp_path / "igsched.db")
+    return str(request.getfixturevalue("pg_migrated_url"))
+
+
+@pytest.fixture(params=DBS)
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database without tables, for the tests of migrations and of `igsched db upgrade`."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'igsched.db'}"
     return str(request.getfixturevalue("pg_schema_url"))

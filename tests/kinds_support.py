@@ -112,6 +112,14 @@ def run_daemon(
                 while True:
                     await asyncio.sleep(0.05)
                     if warp is not None:
+                        # under a frozen clock an idle daemon claims again and again (its next
+                        # wake-up is "now" on the fake clock); on PostgreSQL a claim takes long
+                        # enough that the ticker seldom saw the daemon between two, and a jump
+                        # waited seconds: catch the end of the claim in flight
+                        for _ in range(2000):
+                            if not daemon.busy or daemon.stepping:
+                                break
+                            await asyncio.sleep(0)
                         time_warp()
                     if on_tick is not None:
                         on_tick()

@@ -26,6 +26,7 @@ from scheduler.engage.forwarding import (
 from scheduler.failures import Failures
 from scheduler.redaction import remember_secret
 from scheduler.store import DeliveryRecord, Store
+from scheduler.tls import tls_context
 
 log = logging.getLogger(__name__)
 BATCH = 32  # deliveries claimed at a time (at most one per target and account)
@@ -66,7 +67,8 @@ class Forwarder:
 
     async def _loop(self) -> None:
         hooks = self.settings.webhooks
-        async with httpx.AsyncClient(timeout=hooks.forward_timeout_s, follow_redirects=False) as http:
+        async with httpx.AsyncClient(timeout=hooks.forward_timeout_s, follow_redirects=False,
+                                     verify=tls_context()) as http:
             while True:
                 self._wake.clear()  # before looking: a wake during the round is not lost
                 try:

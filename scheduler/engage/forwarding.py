@@ -21,6 +21,7 @@ import httpx
 
 from scheduler.engage.events import WebhookEvent
 from scheduler.engage.webhook_auth import sign
+from scheduler.tls import tls_context
 
 FORWARD_SIGNATURE_HEADER = "X-Igsched-Signature-256"
 USER_AGENT = "igsched-forward/1"
@@ -99,7 +100,7 @@ async def deliver(
     }
     started = time.perf_counter()
     own = client is None
-    http = client or httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
+    http = client or httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, verify=tls_context())
     try:
         resp = await http.post(url, content=body, headers=headers, timeout=timeout_s)
     except httpx.TimeoutException:

@@ -33,6 +33,7 @@ from scheduler.graph.errors import ErrorClass, GraphError, GraphUnavailable, Upl
 from scheduler.graph.subscriptions import SubscriptionMixin
 from scheduler.graph.transport import AiohttpTransport
 from scheduler.graph.usage import Usage, parse_usage
+from scheduler.tls import tls_context
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +212,7 @@ class GraphClient(EngagementMixin, SubscriptionMixin):
             follow_redirects=False,  # a redirect would replay the Authorization header elsewhere
             headers={"User-Agent": f"igsched/{__version__}"},
             transport=transport or AiohttpTransport(max_connections),
+            verify=tls_context(),  # one per process (scheduler/tls.py)
         )
 
     @classmethod

@@ -22,6 +22,8 @@ import aiohttp
 import httpx
 import yarl
 
+from scheduler.tls import tls_context
+
 # (aiohttp exception, httpx exception), most specific first: the first match wins
 _BEFORE_SENDING: tuple[tuple[type[BaseException], type[httpx.RequestError]], ...] = (
     (aiohttp.ClientProxyConnectionError, httpx.ProxyError),
@@ -63,7 +65,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=0)
+            connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=0, ssl=tls_context())
             self._session = aiohttp.ClientSession(
                 connector=connector, trust_env=False, auto_decompress=True,
                 timeout=aiohttp.ClientTimeout(total=None),

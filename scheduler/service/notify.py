@@ -32,6 +32,7 @@ from scheduler.config import (
     TokenMissing,
 )
 from scheduler.graph.errors import redact
+from scheduler.tls import tls_context
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,7 @@ class Notifier:
             follow_redirects=False,  # a redirect would carry the signed body somewhere else
             headers={"User-Agent": f"igsched/{__version__}"},
             transport=transport,
+            verify=tls_context(),
         )
 
     async def aclose(self) -> None:

@@ -6,6 +6,7 @@ claims never race (pysqlite's own implicit BEGIN is switched off). PostgreSQL: p
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +94,15 @@ def _alembic_config() -> Config:
     return cfg
 
 
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    # read once per process: each Store checks the revision, and reading the migration files
+    # cost more than the check (the test suite makes hundreds of Stores per run)
+    return ScriptDirectory.from_config(_alembic_config())
+
+
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    return _scripts().get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -126,7 +134,7 @@ def ensure_current(engine: Engine, upgrade_if_behind: bool) -> None:
     current, head = current_revision(engine), head_revision()
     if current == head:
         return
-    known = {s.revision for s in ScriptDirectory.from_config(_alembic_config()).walk_revisions()}
+    known = {s.revision for s in _scripts().walk_revisions()}
     if current is not None and current not in known:
         raise SchemaBehind(
             f"the database is at schema revision {current}, which this igsched does not know "

@@ -37,8 +37,7 @@ def write_queue(tmp: Path, name: str = "q.yaml", caption: str = "hello", at: str
     return path
 
 
-@pytest.fixture
-def cli(tmp_path: Path, db_url: str):  # type: ignore[no-untyped-def]
+def _cli(tmp_path: Path, db_url: str):  # type: ignore[no-untyped-def]
     config = write_config(tmp_path, db_url)
     runner = CliRunner()
 
@@ -47,6 +46,17 @@ def cli(tmp_path: Path, db_url: str):  # type: ignore[no-untyped-def]
         return r.exit_code, r.stdout, r.stderr
 
     return run
+
+
+@pytest.fixture
+def cli(tmp_path: Path, db_url: str):  # type: ignore[no-untyped-def]
+    return _cli(tmp_path, db_url)
+
+
+@pytest.fixture
+def new_db_cli(tmp_path: Path, empty_db_url: str):  # type: ignore[no-untyped-def]
+    """The CLI on a database without tables (for `db upgrade`)."""
+    return _cli(tmp_path, empty_db_url)
 
 
 def test_enqueue_list_show_cancel_retry_history(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -85,7 +95,8 @@ def test_enqueue_list_show_cancel_retry_history(cli, tmp_path: Path) -> None:  #
     assert code == 2 and "no post with key nope" in err
 
 
-def test_invalid_file_imports_nothing_and_exits_2(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_invalid_file_imports_nothing_and_exits_2(new_db_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cli = new_db_cli
     good = write_queue(tmp_path, "good.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("account: shop\nposts:\n  - at: 2020-01-01T00:00:00+00:00\n    image: http://x.example/a.png\n    captoin: hi\n")
@@ -110,7 +121,8 @@ def test_unconfigured_account_is_invalid(cli, tmp_path: Path) -> None:  # type: 
     assert code == 2 and "'other' is not configured" in err
 
 
-def test_quota_json_lists_accounts(cli) -> None:  # type: ignore[no-untyped-def]
+def test_quota_json_lists_accounts(new_db_cli) -> None:  # type: ignore[no-untyped-def]
+    cli = new_db_cli
     code, out, _ = cli("db", "upgrade")
     assert code == 0 and "up to date" in out
     code, out, _ = cli("quota", "--json")

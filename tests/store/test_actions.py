@@ -45,8 +45,8 @@ def _force(store: Store, key: str, state: ActionState, token: str | None = "tok"
     return rec
 
 
-def test_migration_0003_goes_up_and_down(db_url: str) -> None:
-    engine = make_engine(db_url)
+def test_migration_0003_goes_up_and_down(empty_db_url: str) -> None:
+    engine = make_engine(empty_db_url)
     cfg = _alembic_config()
     try:
         for target, step in (("0002", command.upgrade), ("0003", command.upgrade),

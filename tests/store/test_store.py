@@ -30,7 +30,8 @@ def store(db_url: str) -> Store:
     return s
 
 
-def test_migrations_reach_head_and_are_idempotent(db_url: str) -> None:
+def test_migrations_reach_head_and_are_idempotent(empty_db_url: str) -> None:
+    db_url = empty_db_url
     engine = make_engine(db_url)
     with pytest.raises(SchemaBehind, match="igsched db upgrade"):
         Store(db_url, upgrade=False)
@@ -140,8 +141,9 @@ def test_quota_gate_counts_published_and_in_flight(store: Store, db_url: str) ->
     assert third.used == 2 and third.total == 2 and third.free_at is not None
 
 
-def test_a_database_at_the_first_revision_is_upgraded_with_its_posts(db_url: str) -> None:
+def test_a_database_at_the_first_revision_is_upgraded_with_its_posts(empty_db_url: str) -> None:
     """0002 adds posts.late_cause and posts.hold: posts written before keep working."""
+    db_url = empty_db_url
     engine = make_engine(db_url)
     cfg = _alembic_config()
     with engine.begin() as conn:

@@ -220,8 +220,8 @@ def test_text_a_database_cannot_hold_is_stored_as_replacement_characters(store: 
     assert "\\u0000" in stored.raw  # the item as received, escaped
 
 
-def test_migration_0004_goes_up_and_down(db_url: str) -> None:
-    engine = make_engine(db_url)
+def test_migration_0004_goes_up_and_down(empty_db_url: str) -> None:
+    engine = make_engine(empty_db_url)
     cfg = _alembic_config()
     tables = {"events", "waiting_actions", "conversations", "forward_deliveries"}
     try:

@@ -8,6 +8,7 @@ import asyncio
 import gzip
 import json
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
@@ -136,3 +137,22 @@ def test_a_read_timeout_is_a_read_timeout() -> None:
             await runner.cleanup()
 
     asyncio.run(main())
+
+
+def test_the_graph_client_verifies_certificates_with_the_one_shared_context() -> None:
+    """Building a context reads the CA bundle (scheduler/tls.py): one per process, and it still
+    verifies the server's certificate and name as httpx's own would."""
+    from scheduler.graph.client import GraphClient
+    from scheduler.tls import tls_context
+
+    async def main() -> None:
+        client = GraphClient("https://graph.instagram.com", "v23.0", 5.0, max_connections=100)
+        transport = client._http._transport
+        assert isinstance(transport, AiohttpTransport)
+        session = transport._get_session()
+        assert session.connector is not None and session.connector._ssl is tls_context()  # type: ignore[attr-defined]
+        await client.aclose()
+
+    asyncio.run(main())
+    ctx = tls_context()
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
