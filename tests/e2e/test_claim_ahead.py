@@ -21,7 +21,7 @@ def tokens(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_posts_claimed_ahead_are_given_back_at_stop(db_url: str, clock: FakeClock, emulator: Any) -> None:
-    emulator.state.configure(latency_s=0.4)
+    emulator.state.configure(latency_s=1.5)  # the first steps stay in flight while we look
     settings = settings_for(db_url, emulator.base_url, daemon={"workers": 2, "lease_s": 60},
                             preflight={"enabled": False})
     store = Store(db_url, clock=clock)
