@@ -12,7 +12,8 @@ import contextlib
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -24,7 +25,7 @@ from scheduler.engage.duty import ActionDuty
 from scheduler.engage.receiver import ReceiverStats
 from scheduler.failures import Failures
 from scheduler.inbox import scan_inbox
-from scheduler.lifecycle import ACTIVE
+from scheduler.lifecycle import ACTIVE, State
 from scheduler.pipeline.runtime import Runtime
 from scheduler.pipeline.worker import work
 from scheduler.sdnotify import notify, watchdog_interval_s
@@ -36,6 +37,18 @@ from scheduler.store import AccountRecord, Claim, PostRecord, Store, claim_order
 
 log = logging.getLogger(__name__)
 DRAIN_S = 20.0
+PUBLISH_NOW = (State.READY, State.DEFERRED)  # a claimed post in these states is published now
+FIRST_WAIT_S = 1.0  # how long other steps started with such posts wait for them, at most
+MIN_WAKE_S = 0.001
+
+
+@dataclass(frozen=True)
+class _Clocks:
+    """The store's clock (which decides due-ness) and this host's (APScheduler's), read
+    together in the claim's thread."""
+
+    store_now: datetime
+    host_now: datetime
 
 
 class Duty(Protocol):
@@ -159,7 +172,6 @@ class Daemon:
         self._wake.set()
 
     async def _dispatch(self) -> None:
-        self.actions.kick()
         self._start_queued()
         # claim for the free workers and as many again, queued here: in a burst a worker that
         # finishes starts its next post at once instead of waiting for a claim's round trip
@@ -168,10 +180,10 @@ class Daemon:
         try:
             # one transaction: the due posts, their accounts' rows, and when to look again;
             # on a thread of its own, so that it never waits behind the workers' store calls
-            claim = await asyncio.get_running_loop().run_in_executor(
-                self._claimer, self.store.claim, self.identity, self.settings.daemon.lease_s, want)
+            claim, clocks = await asyncio.get_running_loop().run_in_executor(self._claimer, self._claim, want)
         except Exception as e:
             self._claim_failures.failed(e)  # tried again at the next tick
+            self.actions.kick()
             return
         finally:
             self._claiming = False
@@ -179,25 +191,56 @@ class Daemon:
         self.rt.absorb_claim(claim)
         self._queued.extend((post, claim.accounts.get(post.account)) for post in claim.posts)
         self._queued.sort(key=lambda q: claim_order(q[0]))  # publishing first, then by time
-        self._start_queued()
-        self._schedule_wakeup(claim, nothing_claimed=not claim.posts and want > 0)
+        publishing = self._start_queued()
+        self._schedule_wakeup(claim, clocks, nothing_claimed=not claim.posts and want > 0)
+        if publishing:  # the actions' claim (a write) waits for the publishes too
+            gathered = asyncio.gather(*publishing, return_exceptions=True)
+            gathered.add_done_callback(lambda _: self.actions.kick())
+        else:
+            self.actions.kick()
 
-    def _start_queued(self) -> None:
-        """Start queued posts while workers are free. A post whose lease has run half out
-        while it waited is left alone: its lease runs out and it is claimed again, so a step
-        never starts on a lease that may end before its first write."""
+    def _claim(self, limit: int) -> tuple[Claim, _Clocks]:
+        """In the claim's thread: the claim, then the store's clock and this host's read side by
+        side. The claim's own `now` was read before it waited for the database (the SQLite
+        writer, a lock, a loaded machine): a timer set from it would be late by that wait."""
+        claim = self.store.claim(self.identity, self.settings.daemon.lease_s, limit)
+        store_now = self.store.now()
+        return claim, _Clocks(store_now, utcnow())  # host clock read last: a timer never early
+
+    def _start_queued(self) -> list[asyncio.Task[None]]:
+        """Start queued posts while workers are free; returns the publishes started. Other
+        steps started with them (staging, polls, follow-ups) wait until those are done, or
+        FIRST_WAIT_S at most: they would compete with the publish for the event loop, the
+        database's writer and the CPU at the very moment a post is due. A post whose lease
+        has run half out while it waited is left alone: its lease runs out and it is claimed
+        again, so a step never starts on a lease that may end before its first write."""
         free = self.settings.daemon.workers - len(self._running)
         now = self.rt.clock.now()
         half = timedelta(seconds=self.settings.daemon.lease_s / 2)
+        publishing: list[asyncio.Task[None]] = []
         while free > 0 and self._queued:
             post, account = self._queued.pop(0)
             if post.lease_until is not None and post.lease_until - now < half:
                 log.info("post %s waited too long for a worker; leaving it to be claimed again", post.key)
                 continue
-            task = asyncio.create_task(work(self.rt, post, account), name=f"post-{post.key}")
+            if post.state in PUBLISH_NOW or not publishing:
+                step = work(self.rt, post, account)
+            else:
+                step = self._work_after(tuple(publishing), post, account)
+            task = asyncio.create_task(step, name=f"post-{post.key}")
             self._running.add(task)
             task.add_done_callback(self._done)
+            if post.state in PUBLISH_NOW:
+                publishing.append(task)
             free -= 1
+        return publishing
+
+    async def _work_after(self, first: tuple[asyncio.Task[None], ...], post: PostRecord,
+                          account: AccountRecord | None) -> None:
+        """A step started together with posts being published now: it begins when they are
+        done, or after FIRST_WAIT_S at most (a publish that hangs holds nothing back long)."""
+        await asyncio.wait(first, timeout=FIRST_WAIT_S)
+        await work(self.rt, post, account)
 
     async def _release_queued(self) -> None:
         """Stopping: give back the posts claimed but not started, so that another daemon (or
@@ -212,20 +255,30 @@ class Daemon:
         self.steps_done += 1
         self._wake.set()
 
-    def _schedule_wakeup(self, claim: Claim, nothing_claimed: bool) -> None:
+    def _schedule_wakeup(self, claim: Claim, clocks: _Clocks, nothing_claimed: bool) -> None:
         if claim.next_at is None:
             return
-        delay = (claim.next_at - claim.now).total_seconds()
-        if delay <= 0:
-            if nothing_claimed:
-                delay = 0.05  # due but not claimable yet (leased elsewhere): look again soon
-            else:
+        if claim.next_at <= claim.now and nothing_claimed:
+            delay = 0.05  # due but not claimable yet (leased elsewhere): look again soon
+        else:
+            # the store's clock decides due-ness; the timer waits the rest in real time,
+            # counted from the clocks read after the claim, not from the claim's start
+            delay = (claim.next_at - clocks.store_now).total_seconds()
+            if delay <= 0:
                 self._wake.set()
                 return
-        # the store's clock decides due-ness; the timer waits that long in real time
-        run_at = utcnow() + timedelta(seconds=delay)
-        self._timer.add_job(self._wake.set, "date", run_date=run_at.replace(tzinfo=None),
+            # never sooner than asyncio's timers can tell apart; a store clock that stands
+            # still (a test's) would otherwise have the daemon claim again and again
+            delay = max(delay, MIN_WAKE_S)
+        run_at = clocks.host_now + timedelta(seconds=delay)
+        self._timer.add_job(self._wake_up, "date", run_date=run_at.replace(tzinfo=None),
                             id="wake", replace_existing=True, misfire_grace_time=None)
+
+    async def _wake_up(self) -> None:
+        """The timer's job. A coroutine, so APScheduler runs it in the event loop: a plain
+        function would run in a worker thread and set the event from there, which an
+        asyncio.Event does not support."""
+        self._wake.set()
 
     async def _idle(self) -> bool:
         def active_left() -> int:
