@@ -8,6 +8,7 @@ IGSCHED_REQUIRE_PG=1 (as in CI) an unreachable PostgreSQL fails the run instead 
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,3 +111,24 @@ def clock() -> FakeClock:
 def emulator(clock: FakeClock) -> Iterator[RunningEmulator]:
     with RunningEmulator(EmulatorState(clock=lambda: to_aware(clock.now()).timestamp())) as emu:
         yield emu
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # the slow tests first: pytest-xdist (addopts: -n 2 --dist worksteal) hands each worker a
+    # contiguous share and steals from the end of a share, so they stay together on the first
+    # worker, at the start instead of in a long tail
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture(autouse=True)
+def _one_slow_test_at_a_time(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Slow tests (crashes under kill -9, three daemons sharing a queue) each want most of the
+    machine, and two at once could exhaust the server's max_connections with their daemons'
+    pools: across xdist workers, one at a time."""
+    if request.node.get_closest_marker("slow") is None or "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    # the workers' basetemps share their parent, which belongs to this run alone
+    with open(tmp_path_factory.getbasetemp().parent / "slow-tests.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

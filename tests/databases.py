@@ -34,8 +34,11 @@ from scheduler.store.engine import make_engine, upgrade
 
 
 def pg_url_for_schema(base_url: str, schema: str) -> str:
+    """Connections to the schema carry its name (application_name), so that the connections
+    a test left open are closed when its schema is dropped. `options` stays last: tests
+    append further `-c` settings to it."""
     sep = "&" if "?" in base_url else "?"
-    return f"{base_url}{sep}options=-csearch_path%3D{schema}"
+    return f"{base_url}{sep}application_name={schema}&options=-csearch_path%3D{schema}"
 
 
 def _libpq(url: str) -> str:
@@ -155,6 +158,10 @@ class PgSchemas:
 
     def _drop(self, conn: psycopg.Connection[Any], schema: str) -> None:
         try:
+            # Stores a test did not close keep their pooled connections until collected; on a
+            # server shared by several runs (max_connections) they are closed here
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                         " WHERE application_name = %s AND pid <> pg_backend_pid()", (schema,))
             conn.execute(f"DROP SCHEMA {schema} CASCADE".encode())
         except Exception as e:
             with self._lock:
