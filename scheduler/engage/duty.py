@@ -27,6 +27,7 @@ class ActionDuty:
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[ActionRecord]] = set()
         self.sent = 0  # actions worked (any outcome), for tests and logs
+        self._stopping = False
 
     @property
     def busy(self) -> bool:
@@ -41,6 +42,11 @@ class ActionDuty:
 
     async def stop(self) -> None:
         """Stop claiming; let running actions finish (their leases protect the rest)."""
+        # the flag as well as the cancel: on Python 3.11 a wait_for whose event is set at the
+        # moment of the cancel (a kick just before stopping) returns instead of raising, and
+        # the loop would go on for ever
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -50,9 +56,11 @@ class ActionDuty:
             await asyncio.wait(self._running, timeout=20)
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._failures.delay(self.rt.settings.daemon.tick_s))
+            if self._stopping:
+                return
             self._wake.clear()
             try:
                 await self._claim_and_run()
