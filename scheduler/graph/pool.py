@@ -19,7 +19,6 @@ import httpx
 SHARD_CONNECTIONS = 16
 
 
-
 def shard_sizes(max_connections: int, per_shard: int = SHARD_CONNECTIONS) -> list[int]:
     """Split `max_connections` into pools of at most `per_shard`, as even as possible."""
     total = max(1, max_connections)
