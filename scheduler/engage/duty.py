@@ -35,6 +35,7 @@ class ActionDuty:
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="igsched-actions")
 
     def kick(self) -> None:
