@@ -33,6 +33,7 @@ from scheduler.models import MediaItem, MediaKind, PostSpec
 from scheduler.pipeline.outcomes import fail, transition, update
 from scheduler.pipeline.runtime import Runtime
 from scheduler.store import PostRecord
+from scheduler.tls import tls_context
 
 MiB = 1024 * 1024
 HEADER_BYTES = 64 * 1024  # enough for a JPEG's header (SOF and EXIF) in practice
@@ -156,7 +157,7 @@ def check_all(
 
     async def run() -> list[PreflightResult]:
         headers = {"User-Agent": "igsched-preflight"}
-        async with httpx.AsyncClient(timeout=timeout_s, headers=headers) as client:
+        async with httpx.AsyncClient(timeout=timeout_s, headers=headers, verify=tls_context()) as client:
             return list(await asyncio.gather(
                 *(check_media(s, client, trusted_hosts=trusted_hosts) for s in specs)))
 

@@ -27,6 +27,7 @@ from scheduler.pipeline.processing import ProcessingTimes
 from scheduler.pipeline.quotareads import QuotaReads
 from scheduler.service.credentials import TokenProvider
 from scheduler.store import AccountRecord, Claim, PostRecord, Store
+from scheduler.tls import tls_context
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -59,7 +60,8 @@ class Runtime:
             on_call=self.on_call, before_call=self.before_call, clock=clock,
         )
         # for the media check (not the Graph API: no token, redirects followed like Meta does)
-        self.http = httpx.AsyncClient(timeout=settings.preflight.timeout_s, follow_redirects=True)
+        self.http = httpx.AsyncClient(timeout=settings.preflight.timeout_s, follow_redirects=True,
+                                      verify=tls_context())  # one per process (scheduler/tls.py)
 
     async def aclose(self) -> None:
         await self.calllog.stop()
