@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -49,6 +50,7 @@ class _Clocks:
 
     store_now: datetime
     host_now: datetime
+    looked_at: float  # monotonic, taken before the claim: what it says is as of no earlier
 
 
 class Duty(Protocol):
@@ -78,6 +80,7 @@ class Daemon:
         self._queued: list[tuple[PostRecord, AccountRecord | None]] = []  # claimed, not started
         self.steps_done = 0
         self._claiming = False
+        self._look_first = False  # the last claim took nothing: look before taking the writer
         self._claim_failures = Failures(log, "claiming due posts")
         self._inbox_failures = Failures(log, "scanning the inbox")
         self.webhooks = WebhookDuties(settings, store, self.identity, on_actions=self.actions.kick)
@@ -187,25 +190,34 @@ class Daemon:
             return
         finally:
             self._claiming = False
+        self._look_first = False  # the last claim took nothing: look before taking the writer
         self._claim_failures.ok()
+        self._look_first = not claim.posts
+        if claim.ahead.events_waiting:
+            self.webhooks.outbox.nudge()  # another replica's receiver stored them, or rules wait
         self.rt.absorb_claim(claim)
         self._queued.extend((post, claim.accounts.get(post.account)) for post in claim.posts)
         self._queued.sort(key=lambda q: claim_order(q[0]))  # publishing first, then by time
         publishing = self._start_queued()
         self._schedule_wakeup(claim, clocks, nothing_claimed=not claim.posts and want > 0)
+        def expect(*_: object) -> None:  # the action duty claims only if the look saw one due
+            self.actions.expect(claim.ahead.actions, clocks.looked_at)
+
         if publishing:  # the actions' claim (a write) waits for the publishes too
-            gathered = asyncio.gather(*publishing, return_exceptions=True)
-            gathered.add_done_callback(lambda _: self.actions.kick())
+            asyncio.gather(*publishing, return_exceptions=True).add_done_callback(expect)
         else:
-            self.actions.kick()
+            expect()
 
     def _claim(self, limit: int) -> tuple[Claim, _Clocks]:
         """In the claim's thread: the claim, then the store's clock and this host's read side by
         side. The claim's own `now` was read before it waited for the database (the SQLite
-        writer, a lock, a loaded machine): a timer set from it would be late by that wait."""
-        claim = self.store.claim(self.identity, self.settings.daemon.lease_s, limit)
+        writer, a lock, a loaded machine): a timer set from it would be late by that wait.
+        After a claim that took nothing, the store looks before it claims: an idle tick is
+        then one read statement and no write transaction."""
+        looked_at = time.monotonic()
+        claim = self.store.claim(self.identity, self.settings.daemon.lease_s, limit, look_first=self._look_first)
         store_now = self.store.now()
-        return claim, _Clocks(store_now, utcnow())  # host clock read last: a timer never early
+        return claim, _Clocks(store_now, utcnow(), looked_at)  # host clock read last: a timer never early
 
     def _start_queued(self) -> list[asyncio.Task[None]]:
         """Start queued posts while workers are free; returns the publishes started. Other

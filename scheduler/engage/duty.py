@@ -1,8 +1,10 @@
 """The daemon's action duty: sends due actions (scheduled messages from queue files, rule
 actions, deferred ones whose budget or pause has freed, retries), each claimed with a lease.
 
-It runs beside the post workers with its own loop: woken by the daemon whenever it looks for
-due work (`kick`), and at least every `daemon.tick_s`.
+It runs beside the post workers with its own loop, at least every `daemon.tick_s`. `kick`
+makes it claim now (rules planned actions, an action finished); `expect` passes on when the
+daemon's own look says the next action is due, and while that is later the duty claims
+nothing: an idle daemon's tick costs it no statement.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from datetime import datetime
 
 from scheduler.engage.executor import run_action
 from scheduler.failures import Failures
@@ -17,6 +21,7 @@ from scheduler.pipeline.runtime import Runtime
 from scheduler.store import ActionRecord
 
 log = logging.getLogger(__name__)
+HINT_TICKS = 3  # the daemon's word on the next action is trusted for this many ticks
 
 
 class ActionDuty:
@@ -28,6 +33,9 @@ class ActionDuty:
         self._running: set[asyncio.Task[ActionRecord]] = set()
         self.sent = 0  # actions worked (any outcome), for tests and logs
         self._stopping = False
+        # (when the daemon looked, monotonic; when the next action is due, None: none is)
+        self._hint: tuple[float, datetime | None] | None = None
+        self._kicked_at = 0.0
 
     @property
     def busy(self) -> bool:
@@ -39,7 +47,28 @@ class ActionDuty:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="igsched-actions")
 
     def kick(self) -> None:
+        """Claim now: actions may have been planned or freed."""
+        self._hint = None
+        self._kicked_at = time.monotonic()
         self._wake.set()
+
+    def expect(self, next_at: datetime | None, looked_at: float) -> None:
+        """The daemon's look, begun at `looked_at` (monotonic): the first claimable action
+        is due at `next_at` (None: there is none). A kick since the look began wins: the
+        look may not have seen what the kick was for."""
+        if self._kicked_at >= looked_at:
+            self._wake.set()
+            return
+        self._hint = (looked_at, next_at)
+        self._wake.set()
+
+    def _nothing_due(self) -> bool:
+        if self._hint is None:
+            return False
+        said, next_at = self._hint
+        if time.monotonic() - said > HINT_TICKS * self.rt.settings.daemon.tick_s:
+            return False  # stale: the daemon has not looked lately, so look ourselves
+        return next_at is None or next_at > self.rt.store.now()
 
     async def stop(self) -> None:
         """Stop claiming; let running actions finish (their leases protect the rest)."""
@@ -72,7 +101,7 @@ class ActionDuty:
 
     async def _claim_and_run(self) -> None:
         free = self.rt.settings.daemon.workers - len(self._running)
-        if free <= 0:
+        if free <= 0 or self._nothing_due():
             return
         claimed = await self.rt.db(self.rt.store.claim_due_actions, self.rt.identity,
                                    self.rt.settings.daemon.lease_s, free)
@@ -84,4 +113,4 @@ class ActionDuty:
     def _done(self, task: asyncio.Task[ActionRecord]) -> None:
         self._running.discard(task)
         self.sent += 1
-        self._wake.set()  # more may be due (a claim is capped by the free workers)
+        self.kick()  # more may be due (a claim is capped by the free workers)

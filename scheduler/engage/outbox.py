@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 from scheduler.config import Settings
@@ -16,11 +17,16 @@ from scheduler.store import EventRecord, NewAction, Planned, Store
 
 log = logging.getLogger(__name__)
 BATCH = 200  # events handled per transaction
+# How often the outbox looks on its own. The daemon nudges it when its look at each tick sees
+# events waiting (another replica's receiver stored them), and this daemon's receiver wakes it
+# at once: this is only the last resort, so that an idle daemon's tick costs it no statement.
+SAFETY_S = 60.0
 LAST_KINDS = ("hide",)  # planned once the event's other actions are finished
 
 
 class RuleOutbox:
-    """start() / stop(); `wake()` when new events were stored."""
+    """start() / stop(); `wake()` when new events were stored; `nudge()` when events are
+    known to wait (at most one round a tick)."""
 
     def __init__(self, settings: Settings, store: Store, identity: str,
                  on_actions: Callable[[], None]) -> None:
@@ -33,9 +39,16 @@ class RuleOutbox:
         self.planned = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._last_round = float("-inf")  # monotonic
 
     def wake(self) -> None:
         self._wake.set()
+
+    def nudge(self) -> None:
+        """Events wait (the daemon's look said so): a round soon, but no more than one a
+        tick, since rule actions waiting for others stay waiting for a while."""
+        if time.monotonic() - self._last_round >= self.settings.daemon.tick_s:
+            self._wake.set()
 
     def start(self) -> None:
         if self._task is None:
@@ -86,6 +99,7 @@ class RuleOutbox:
     async def _loop(self) -> None:
         while True:
             self._wake.clear()  # before looking: a wake during the round is not lost
+            self._last_round = time.monotonic()
             try:
                 handled = await self.round()
             except Exception as e:
@@ -96,4 +110,5 @@ class RuleOutbox:
             if handled:
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._failures.delay(self.settings.daemon.tick_s))
+                wait = self._failures.delay(self.settings.daemon.tick_s) if self._failures.count else SAFETY_S
+                await asyncio.wait_for(self._wake.wait(), wait)

@@ -13,13 +13,16 @@ from scheduler.failures import Failures
 from scheduler.pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
+# three beats inside status's minute (STALE_TICK): one late beat is no alarm, and an idle
+# daemon writes its row three times a minute, not at every tick
+INTERVAL_S = 20.0
 
 
 class Heartbeat:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.pid = os.getpid()
-        self.interval_s = min(rt.settings.daemon.tick_s, 15.0)  # well inside status's minute
+        self.interval_s = INTERVAL_S
         self._task: asyncio.Task[None] | None = None
         self._failures = Failures(log, "recording the daemon's tick")
 

@@ -32,6 +32,7 @@ from scheduler.store.actions import ActionNotFound, BudgetCheck
 from scheduler.store.claims import LeaseLost, claim_order
 from scheduler.store.engine import (
     DB_THREADS,
+    ONE_STATEMENT,
     READ_ONLY,
     DatabaseUnreachable,
     SchemaBehind,
@@ -44,6 +45,7 @@ from scheduler.store.engine import (
 )
 from scheduler.store.group import GroupCommit
 from scheduler.store.history import CallLike
+from scheduler.store.lookahead import NextTimes, next_times
 from scheduler.store.posts import NotAllowed, PostNotFound
 from scheduler.store.records import (
     AccountRecord,
@@ -82,6 +84,7 @@ __all__ = [
     "MediaChanges",
     "MediaRecord",
     "NewAction",
+    "NextTimes",
     "NotAllowed",
     "Planned",
     "PostChanges",
@@ -260,24 +263,36 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
 
     def next_action_at(self) -> datetime | None:
         """The earliest moment a post or an action needs attention."""
-        with self._read() as conn:
-            times = [t for t in (claims.next_action_at(conn), act.next_action_at(conn)) if t is not None]
-        return min(times) if times else None
+        return self.look().earliest
 
-    def claim(self, owner: str, lease_s: float, limit: int) -> Claim:
+    def look(self) -> NextTimes:
+        """When posts and actions are next due, and whether webhook events wait: one
+        statement, in no transaction of its own on SQLite (a lone SELECT reads one snapshot)
+        and in autocommit on PostgreSQL; it never waits for the writer."""
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+            else:
+                conn.execution_options(**{ONE_STATEMENT: True})
+            return next_times(conn)
+
+    def claim(self, owner: str, lease_s: float, limit: int, look_first: bool = False) -> Claim:
         """The daemon's claim: up to `limit` due posts leased, and in the same transaction
         what their steps would each read first (their accounts' rows, the app pause) and
-        when to look again. An idle daemon's look costs one transaction."""
+        when to look again. `look_first`: read when posts are due first, and take no write
+        transaction when none is (an idle daemon's tick is then one statement)."""
         now = self.now()
+        if look_first:
+            ahead = self.look()
+            if ahead.posts is None or ahead.posts > now:
+                return Claim([], {}, None, ahead, now)
 
         def claim(conn: Connection) -> Claim:
             taken = claims.claim_due(conn, owner, lease_s, now, limit) if limit > 0 else []
             names = sorted({p.account for p in taken})
             accounts = {a.name: a for a in acc.get_accounts(conn, names)} if names else {}
             app = acc.app_paused_until(conn, now) if taken else None
-            # the next wake-up serves engagement actions too (planned messages on the second)
-            times = [t for t in (claims.next_action_at(conn), act.next_action_at(conn)) if t is not None]
-            return Claim(taken, accounts, app, min(times) if times else None, now)
+            return Claim(taken, accounts, app, next_times(conn), now)
 
         return self._write(claim)
 
@@ -712,8 +727,14 @@ class Claim:
     posts: list[PostRecord]
     accounts: dict[str, AccountRecord]  # the claimed posts' accounts, as of the claim
     app_pause: tuple[datetime, str] | None  # on now, if any
-    next_at: datetime | None  # the earliest next_action_at (or lease end) after the claim
+    ahead: NextTimes  # when posts and actions are next due (or leases end), after the claim
     now: datetime  # the store's time of the claim
+
+    @property
+    def next_at(self) -> datetime | None:
+        """The earliest next_action_at (or lease end) of a post or an action: the next
+        wake-up serves engagement actions too (planned messages on the second)."""
+        return self.ahead.earliest
 
 
 @dataclass(frozen=True)

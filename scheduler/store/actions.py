@@ -25,7 +25,7 @@ from scheduler.store.records import ActionChanges, ActionRecord, NewAction, Plan
 from scheduler.store.schema import accounts, action_events, actions, private_replies
 
 PRIVATE_REPLY = "private_reply"
-_CLAIMABLE = [ActionState.PENDING.value, ActionState.DEFERRED.value, ActionState.SENDING.value]
+CLAIMABLE = [ActionState.PENDING.value, ActionState.DEFERRED.value, ActionState.SENDING.value]
 
 
 class ActionNotFound(Exception):
@@ -134,7 +134,7 @@ def events_of(conn: Connection, action_id: int) -> list[dict[str, Any]]:
 def _due(now: datetime) -> sa.ColumnElement[bool]:
     # a `sending` row is due only once its lease ran out: its call's answer was lost (crash)
     return sa.and_(
-        actions.c.state.in_(_CLAIMABLE),
+        actions.c.state.in_(CLAIMABLE),
         actions.c.next_action_at <= now,
         sa.or_(actions.c.lease_until.is_(None), actions.c.lease_until < now),
     )
@@ -164,7 +164,7 @@ def _first_for_its_target() -> sa.ColumnElement[bool]:
         older.c.account == actions.c.account,
         older.c.target == actions.c.target,
         older.c.id < actions.c.id,
-        older.c.state.in_(_CLAIMABLE),
+        older.c.state.in_(CLAIMABLE),
         older.c.next_action_at <= actions.c.next_action_at,
     )
 
@@ -179,16 +179,6 @@ def claim_one(conn: Connection, key: str, owner: str, lease_s: float, now: datet
     """Lease one action by key if it is due and nobody holds it."""
     found = _lease(conn, sa.and_(_due(now), actions.c.key == key), owner, lease_s, now, 1)
     return found[0] if found else None
-
-
-def next_action_at(conn: Connection) -> datetime | None:
-    """The earliest moment an action needs attention (a running lease's end included)."""
-    nxt = conn.execute(sa.select(sa.func.min(actions.c.next_action_at)).where(
-        actions.c.state.in_(_CLAIMABLE), actions.c.lease_until.is_(None))).scalar()
-    lease = conn.execute(sa.select(sa.func.min(actions.c.lease_until)).where(
-        actions.c.state.in_(_CLAIMABLE), actions.c.lease_until.is_not(None))).scalar()
-    candidates = [t for t in (nxt, lease) if t is not None]
-    return min(candidates) if candidates else None
 
 
 def count_active(conn: Connection) -> int:

@@ -93,19 +93,18 @@ def claim_order(post: PostRecord) -> tuple[bool, datetime]:
     return (post.state not in _FIRST, post.next_action_at)
 
 
-def next_action_at(conn: Connection) -> datetime | None:
-    """The earliest moment any post needs attention: the first unleased post of each lane,
-    or the first lease to run out. One statement; each part reads an index entry or a few."""
+def first_due_sql(dialect: str) -> tuple[str, str, str]:
+    """Three scalar subqueries: the first unleased post of each lane, and the first lease to
+    run out (lookahead.py reads them with the actions' times in one statement)."""
+    def hint(index: str) -> str:
+        return f" INDEXED BY {index}" if dialect == "sqlite" else ""
+
     def first(lane: str) -> str:
-        return (f"(SELECT next_action_at FROM posts{_indexed_by(conn, _LANE_INDEX[lane])} WHERE {lane} "
+        return (f"(SELECT next_action_at FROM posts{hint(_LANE_INDEX[lane])} WHERE {lane} "
                 "AND lease_until IS NULL ORDER BY next_action_at LIMIT 1)")
 
-    lease = f"(SELECT lease_until FROM posts{_indexed_by(conn, 'ix_posts_lease')} WHERE {LEASED} ORDER BY lease_until LIMIT 1)"
-    stmt = sa.text(f"SELECT {first(LANE_PUBLISHING)} AS a, {first(LANE_OTHER)} AS b, {lease} AS c").columns(
-        a=sa.DateTime, b=sa.DateTime, c=sa.DateTime)
-    row = conn.execute(stmt).one()
-    candidates = [t for t in row if t is not None]
-    return min(candidates) if candidates else None
+    lease = f"(SELECT lease_until FROM posts{hint('ix_posts_lease')} WHERE {LEASED} ORDER BY lease_until LIMIT 1)"
+    return first(LANE_PUBLISHING), first(LANE_OTHER), lease
 
 
 # Built once: the post's hot path (every step's writes) then pays for executing them, not for

@@ -19,6 +19,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 READ_ONLY = "igsched_read_only"  # execution option: a transaction that only reads
+# execution option (SQLite): a connection that runs one SELECT and no BEGIN before it (a lone
+# statement reads one snapshot anyway)
+ONE_STATEMENT = "igsched_one_statement"
 # Connections per engine: the daemon runs at most DB_THREADS store calls at once (its
 # database thread pool), whatever its number of workers; a few more for the CLI and duties.
 # Three daemons then hold at most 3 × (DB_THREADS + 4) PostgreSQL connections, 3 × 10 idle.
@@ -82,8 +85,10 @@ def _sqlite_engine(url: str) -> Engine:
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
         # writers take the lock up front (no upgrade deadlocks); readers never wait for it
-        read = conn.get_execution_options().get(READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
+        options = conn.get_execution_options()
+        if options.get(ONE_STATEMENT, False):
+            return
+        conn.exec_driver_sql("BEGIN" if options.get(READ_ONLY, False) else "BEGIN IMMEDIATE")
 
     return engine
 

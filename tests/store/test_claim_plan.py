@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from scheduler.config import LeadSettings
 from scheduler.lifecycle import PostMove, State
 from scheduler.store import Store
-from scheduler.store.claims import lane_pick, next_action_at
+from scheduler.store.claims import lane_pick
+from scheduler.store.lookahead import next_times, next_times_statement
 from scheduler.store.schema import LANE_OTHER, LANE_PUBLISHING
 from tests.helpers import image_spec, settings_for
 
@@ -79,11 +80,29 @@ def test_each_claim_lane_reads_its_index_in_order_without_sorting(store: Store, 
 def test_the_next_wake_up_reads_index_entries_only(store: Store) -> None:
     _fill(store)
     with store.engine.connect() as c, counted(store) as seen:
-        next_action_at(c)
-    plan = _plan(store, seen[-1], {})
+        next_times(c)
+    assert len([q for q in seen if q.startswith("SELECT")]) == 1  # posts, actions, webhook events
+    sql = str(next_times_statement(store.dialect).compile(store.engine, compile_kwargs={"literal_binds": True}))
+    plan = _plan(store, sql, {})
     for index in ("ix_posts_claim_publishing", "ix_posts_claim_other", "ix_posts_lease"):
         assert index in plan, plan
-    assert "TEMP B-TREE" not in plan and "Sort" not in plan and "Seq Scan" not in plan, plan
+    assert "TEMP B-TREE" not in plan and "Sort" not in plan and "Seq Scan on posts" not in plan, plan
+    assert "SCAN events" not in plan, plan  # SQLite: a search of the unhandled, not a walk
+
+
+def test_an_idle_look_is_one_statement_and_takes_no_writer(store: Store) -> None:
+    """The daemon's tick after a claim that took nothing: one SELECT, no BEGIN (SQLite's
+    BEGIN IMMEDIATE would take the writer), nothing claimed; with a post due, the claim."""
+    store.enqueue([image_spec("later", in_s=3600)], "t", skip_check=LeadSettings())  # staged in 59 min
+    with counted(store) as seen:
+        claim = store.claim("d", 30, 16, look_first=True)
+    assert claim.posts == [] and claim.ahead.posts is not None and not claim.ahead.events_waiting
+    assert len(seen) == 1 and seen[0].lstrip().upper().startswith("SELECT"), seen
+    store.enqueue([image_spec("due", in_s=-1)], "t")
+    with counted(store) as seen:
+        claim = store.claim("d", 30, 16, look_first=True)
+    assert [p.key for p in claim.posts] == ["due"]
+    assert any(s.lstrip().upper().startswith("UPDATE") for s in seen), seen
 
 
 def test_a_claim_sends_the_same_few_statements_however_long_the_queue(store: Store) -> None:
