@@ -102,6 +102,8 @@ class AccountSettings(_Strict):
         token = value.removesuffix("\n").removesuffix("\r")
         if not token:
             raise TokenMissing(f"account {self.name}: {source} is empty")
+        if token in _CHECKED_TOKENS:  # read at every step: checked and remembered once
+            return token
         for i, c in enumerate(token, start=1):
             if not c.isprintable() or c.isspace() or not c.isascii():  # HTTP headers: ASCII
                 what = ("a line break" if c in "\r\n" else "a space" if c.isspace()
@@ -111,7 +113,12 @@ class AccountSettings(_Strict):
                     f"{i}); a token is one line of visible characters: write only the token"
                 )
         remember_secret(token)
+        if len(_CHECKED_TOKENS) < 10_000:  # bounded: a process sees a few per account
+            _CHECKED_TOKENS.add(token)
         return token
+
+
+_CHECKED_TOKENS: set[str] = set()  # tokens found to be one line and remembered for redaction
 
 
 class TokenMissing(Exception):

@@ -31,7 +31,7 @@ from scheduler.graph.endpoints import CREATE_CONTAINER, TOKEN_CHECK
 from scheduler.graph.engagement import EngagementMixin
 from scheduler.graph.errors import ErrorClass, GraphError, GraphUnavailable, UploadError, redact
 from scheduler.graph.subscriptions import SubscriptionMixin
-from scheduler.graph.transport import AiohttpTransport
+from scheduler.graph.transport import AiohttpTransport, Answer
 from scheduler.graph.usage import Usage, parse_usage
 from scheduler.tls import tls_context
 
@@ -141,7 +141,14 @@ def _seg(value: str | int) -> str:
     text = str(value)
     if not text:
         raise ValueError("empty id in a Graph API path")
+    if text in (".", ".."):  # quoting leaves dots alone, and a dot segment moves up the path
+        raise ValueError("a dot segment is not an id in a Graph API path")
     return quote(text, safe="")
+
+
+# A URL the Graph client's own path sends as it is: a scheme, a host, and percent-encoded path
+# segments (ids are quoted by _seg). Anything else goes through httpx, which encodes it.
+_SENDABLE_URL = re.compile(r"^https?://[A-Za-z0-9.\-:\[\]]+(/[A-Za-z0-9\-._~%!$&'()*+,;=:@]*)*$")
 
 
 _ID_SEGMENT = re.compile(r"^[0-9_]+$")
@@ -206,12 +213,16 @@ class GraphClient(EngagementMixin, SubscriptionMixin):
         self._on_call = on_call
 
         # aiohttp's pool under httpx's interface (transport.py: a tenth of httpx's own CPU
-        # per request); an injected transport (tests) replaces it
+        # per request); an injected transport (tests) replaces it. Ordinary calls skip httpx's
+        # request and response objects on the default transport (AiohttpTransport.exchange).
+        self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
+        self._user_agent = f"igsched/{__version__}"
+        self._direct = AiohttpTransport(max_connections) if transport is None else None
         self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
+            timeout=self._timeout,
             follow_redirects=False,  # a redirect would replay the Authorization header elsewhere
-            headers={"User-Agent": f"igsched/{__version__}"},
-            transport=transport or AiohttpTransport(max_connections),
+            headers={"User-Agent": self._user_agent},
+            transport=transport or self._direct,
             verify=tls_context(),  # one per process (scheduler/tls.py)
         )
 
@@ -301,15 +312,7 @@ class GraphClient(EngagementMixin, SubscriptionMixin):
         error: GraphError | None = None
         outcome = "ok"
         try:
-            response = await self._http.request(
-                method,
-                url,
-                params=params,
-                data=data,
-                content=content,
-                json=json_body,  # the Send API takes nested JSON (messages, templates)
-                headers=request_headers,
-            )
+            answer = await self._exchange(method, url, params, data, content, json_body, request_headers)
         except asyncio.CancelledError:
             # Shutdown mid-call: record it (the call may have taken effect), then let it go.
             self._emit(
@@ -321,9 +324,9 @@ class GraphClient(EngagementMixin, SubscriptionMixin):
         except httpx.RequestError as exc:
             error = self._transport_error(exc, endpoint, secrets)
         else:
-            status = response.status_code
-            usage = parse_usage(response.headers)
-            body, error = self._read_answer(response, endpoint, usage, secrets, require, upload)
+            status = answer.status
+            usage = parse_usage(answer.headers)
+            body, error = self._read_answer(answer, endpoint, usage, secrets, require, upload)
 
         if isinstance(error, GraphUnavailable):
             outcome = error.kind
@@ -337,6 +340,31 @@ class GraphClient(EngagementMixin, SubscriptionMixin):
         if error is not None:
             raise error
         return body, usage
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None,
+        data: Mapping[str, Any] | None,
+        content: AsyncIterator[bytes] | None,
+        json_body: Mapping[str, Any] | None,
+        headers: Mapping[str, str],
+    ) -> Answer:
+        if self._direct is not None and content is None and _SENDABLE_URL.match(url):
+            return await self._direct.exchange(
+                method, url, params=params, data=data, json_body=json_body,
+                headers={"User-Agent": self._user_agent, **headers}, timeout=self._timeout)
+        response = await self._http.request(
+            method,
+            url,
+            params=params,
+            data=data,
+            content=content,
+            json=json_body,  # the Send API takes nested JSON (messages, templates)
+            headers=headers,
+        )
+        return Answer(response.status_code, response.reason_phrase, response.headers, response.content)
 
     def _transport_error(
         self, exc: httpx.RequestError, endpoint: str, secrets: Sequence[str]
@@ -357,17 +385,17 @@ class GraphClient(EngagementMixin, SubscriptionMixin):
 
     @staticmethod
     def _read_answer(
-        response: httpx.Response,
+        response: Answer,
         endpoint: str,
         usage: Usage,
         secrets: Sequence[str],
         require: Sequence[str],
         upload: bool,
     ) -> tuple[dict[str, Any], GraphError | None]:
-        status = response.status_code
+        status = response.status
         common: dict[str, Any] = {"usage": usage, "endpoint": endpoint, "secrets": secrets}
         try:
-            parsed: Any = json.loads(response.content) if response.content else None
+            parsed: Any = json.loads(response.body) if response.body else None
         except ValueError:
             parsed = None
 
@@ -382,7 +410,7 @@ class GraphClient(EngagementMixin, SubscriptionMixin):
                 http_status=status,
                 **common,
             )
-        what = f"HTTP {status} {response.reason_phrase}".rstrip()
+        what = f"HTTP {status} {response.reason}".rstrip()
         if status >= 500:
             return {}, GraphUnavailable(
                 "http_5xx",

@@ -17,6 +17,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+from multidict import CIMultiDict, CIMultiDictProxy
+
 log = logging.getLogger(__name__)
 
 APP_USAGE_HEADER = "x-app-usage"
@@ -94,6 +97,9 @@ class Usage:
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     # httpx/aiohttp headers are case-insensitive already, plain dicts are not: compare lowered.
     try:
+        if isinstance(headers, httpx.Headers | CIMultiDictProxy | CIMultiDict):
+            value = headers.get(name)
+            return value if isinstance(value, str) else None
         for key, value in headers.items():
             if isinstance(key, str) and key.lower() == name:
                 return value if isinstance(value, str) else None

@@ -9,11 +9,12 @@ a paused account; the call log then writes them for other daemons. The client's 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from scheduler.clock import Clock
-from scheduler.config import Settings
+from scheduler.config import AccountSettings, Settings
 from scheduler.graph.client import CallContext, CallRecord
 from scheduler.graph.errors import ErrorClass
 from scheduler.headroom import pause_until_from_error, pause_until_from_usage, spacing_factor
@@ -43,9 +44,11 @@ class Learnt:
 
 
 class Pauses:
-    def __init__(self, settings: Settings, clock: Clock) -> None:
+    def __init__(self, settings: Settings, clock: Clock,
+                 accounts: Mapping[str, AccountSettings] | None = None) -> None:
         self.settings = settings
         self.clock = clock
+        self._accounts = accounts if accounts is not None else {a.name: a for a in settings.accounts}
         self.pauses: dict[str, tuple[datetime, str]] = {}
         self.usage_pct: dict[str, float] = {}
         self._usage_at: dict[str, datetime] = {}  # when usage_pct[account] was reported
@@ -54,7 +57,7 @@ class Pauses:
         now = self.clock.now()
         out = Learnt()
         account = rec.account
-        a = self.settings.account(account) if account else None
+        a = self._accounts.get(account) if account else None
         ig_id = a.ig_user_id if a else None
         usage = rec.usage
         fallback = self.settings.limits.throttle_backoff_s

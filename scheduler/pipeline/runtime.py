@@ -41,7 +41,9 @@ class Runtime:
         self.store = store
         self.identity = identity
         self.clock = clock
-        self.pauses = Pauses(settings, clock)
+        # by name: every step asks, and an agency's list of accounts is long
+        self._accounts = {a.name: a for a in settings.accounts}
+        self.pauses = Pauses(settings, clock, self._accounts)
         self.calllog = CallLog(store)
         self.processing = ProcessingTimes(store)
         self.quota = QuotaReads()  # publishing-quota reads: one at a time per account
@@ -73,10 +75,10 @@ class Runtime:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     def account_settings(self, name: str) -> AccountSettings | None:
-        return self.settings.account(name)
+        return self._accounts.get(name)
 
     def ig_user_id(self, name: str) -> str | None:
-        a = self.settings.account(name)
+        a = self._accounts.get(name)
         return a.ig_user_id if a else None
 
     def before_call(self, ctx: CallContext, endpoint: str) -> None:

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, Unpack
 
@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 
 from scheduler.clock import SYSTEM_CLOCK, Clock, iso, to_naive_utc
 from scheduler.config import AccountSettings, LeadSettings
-from scheduler.lifecycle import ActionMove, PostMove, State, TransitionNotAllowed
+from scheduler.lifecycle import ActionMove, PostMove, TransitionNotAllowed
 from scheduler.models import PostSpec
 from scheduler.store import accounts as acc
 from scheduler.store import actions as act
@@ -300,19 +300,22 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
                    release: bool = True, **values: Unpack[PostChanges]) -> PostRecord:
         """A named transition of lifecycle.POSTS, compare-and-set on the post's lease token
         (raises LeaseLost, or TransitionNotAllowed when the table has no such move from the
-        post's current state). Returns the post as it was before."""
+        post's current state). Returns the post as it is afterwards."""
         token = post.lease_token
         assert token is not None
         now = self.now()
-        return self._write(lambda conn: claims.update_post(conn, post.id, token, now, actor, event, release, move, **values))
+        return self._write(lambda conn: claims.update_post(conn, post.id, token, now, actor, event, release, move,
+                                                           post.state, **values))
 
     def update(self, post: PostRecord, actor: str, event: str | None = None, release: bool = True,
                **values: Unpack[PostChanges]) -> PostRecord:
-        """Change a post we hold without changing its state (raises LeaseLost)."""
+        """Change a post we hold without changing its state (raises LeaseLost). Returns the
+        post as it is afterwards."""
         token = post.lease_token
         assert token is not None
         now = self.now()
-        return self._write(lambda conn: claims.update_post(conn, post.id, token, now, actor, event, release, None, **values))
+        return self._write(lambda conn: claims.update_post(conn, post.id, token, now, actor, event, release, None,
+                                                           post.state, **values))
 
     def renew(self, post: PostRecord, lease_s: float) -> bool:
         token = post.lease_token
@@ -336,9 +339,14 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
             history.record_calls(conn, calls)
             # account rows in name order, then the app row: daemons writing at the same time on
             # PostgreSQL then wait for each other instead of deadlocking
-            for account in sorted(set(usage) | {name for name, _, _ in account_pauses}):
-                if account in usage:
-                    u = usage[account]
+            if not account_pauses:  # the usual case: every account's usage in one executemany
+                acc.update_usages(conn, [(name, usage[name]) for name in sorted(usage)], now)
+                usage_left: Mapping[str, UsageFigures] = {}
+            else:
+                usage_left = usage
+            for account in sorted(set(usage_left) | {name for name, _, _ in account_pauses}):
+                if account in usage_left:
+                    u = usage_left[account]
                     acc.update_usage(conn, account, u.app_pct, u.buc_pct, u.regain_s, now)
                 for name, until, reason in account_pauses:
                     if name == account:
@@ -392,7 +400,7 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
                 container_id=container_id, container_created_at=created_at, status_code="IN_PROGRESS",
                 status_checked_at=None))
             if primary:
-                claims.update_post(conn, post.id, token, now, actor, None, False, None,
+                claims.update_post(conn, post.id, token, now, actor, None, False, None, post.state,
                                    container_id=container_id, container_created_at=created_at)
 
         self._write(record)
@@ -433,14 +441,11 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
                     return QuotaCheck(False, used, total, times[own - total] + timedelta(seconds=window),
                                       flying, exact=True)
                 return QuotaCheck(False, used, total, now + timedelta(seconds=recheck_s), flying, exact=False)
-            before = claims.update_post(
+            after = claims.update_post(  # the post as it is now (publishing, same lease)
                 conn, post.id, token, now, actor,
                 f"quota slot reserved ({used + 1}/{total} in the rolling window); publishing",
-                release=False, move=PostMove.BEGIN_PUBLISH, publish_started_at=now, reason=None,
+                release=False, move=PostMove.BEGIN_PUBLISH, expected=post.state, publish_started_at=now, reason=None,
             )
-            # the post as it is now (publishing, same lease), without reading it again
-            after = replace(before, state=State.PUBLISHING.value, publish_started_at=now, reason=None,
-                            hold=None, updated_at=now)
             return QuotaCheck(True, used + 1, total, None, post=after)
 
         return self._write(reserve)

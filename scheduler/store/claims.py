@@ -113,6 +113,10 @@ def first_due_sql(dialect: str) -> tuple[str, str, str]:
 _FENCE = sa.select(posts).where(posts.c.id == sa.bindparam("pid"), posts.c.lease_token == sa.bindparam("tok"))
 _FENCE_LOCK = _FENCE.with_for_update()
 _UPDATE_POST = posts.update().where(posts.c.id == sa.bindparam("pid"))  # SET: the keys given
+_UPDATE_POST_RETURNING = _UPDATE_POST.returning(*posts.c)
+_UPDATE_POST_AS_SEEN = posts.update().where(
+    posts.c.id == sa.bindparam("pid"), posts.c.lease_token == sa.bindparam("tok"),
+    posts.c.state == sa.bindparam("seen")).returning(*posts.c)
 
 
 @contextmanager
@@ -128,27 +132,41 @@ def fenced(conn: Connection, post_id: int, token: str) -> Iterator[PostRecord]:
 def update_post(
     conn: Connection, post_id: int, token: str, now: datetime, actor: str,
     event: str | None = None, release: bool = True, move: PostMove | None = None,
-    **values: Unpack[PostChanges],
+    expected: str | None = None, **values: Unpack[PostChanges],
 ) -> PostRecord:
     """Compare-and-set on the lease token; `move` (a transition of lifecycle.POSTS, checked
-    against the post's current state) changes the state, and is recorded as an event."""
+    against the post's current state) changes the state, and is recorded as an event.
+    Returns the post as it is afterwards.
+
+    `expected`: the state the caller last saw. The usual case, where it is still the state,
+    takes one UPDATE fenced by token and state; otherwise (or when the table refuses the move
+    from it) the row is read first, and LeaseLost or TransitionNotAllowed tell what changed."""
     unknown = set(values) - PostChanges.__optional_keys__
     if unknown:  # e.g. `state`: it changes only through a transition
         raise TypeError(f"not a column a step may change: {', '.join(sorted(unknown))}")
+    row: dict[str, Any] = dict(values)
+    row["updated_at"] = now
+    if "reason" in row and "hold" not in row:
+        row["hold"] = None  # a new reason: whatever the post was held for is over
+    if release:
+        row.update(lease_owner=None, lease_until=None, lease_token=None)
+    if expected is not None and (move is None or POSTS.allows(move, expected)):
+        new_state = POSTS.target(move, expected) if move is not None else expected
+        if move is not None:
+            row["state"] = new_state
+        done = conn.execute(_UPDATE_POST_AS_SEEN, {"pid": post_id, "tok": token, "seen": expected, **row}).first()
+        if done is not None:
+            if new_state != expected or event:
+                add_event(conn, post_id, now, expected, new_state, event, actor)
+            return PostRecord.from_row(done)
     with fenced(conn, post_id, token) as rec:
-        row: dict[str, Any] = dict(values)
-        row["updated_at"] = now
         if move is not None:
             row["state"] = POSTS.target(move, rec.state, rec.key)
-        if "reason" in row and "hold" not in row:
-            row["hold"] = None  # a new reason: whatever the post was held for is over
-        if release:
-            row.update(lease_owner=None, lease_until=None, lease_token=None)
-        conn.execute(_UPDATE_POST, {"pid": post_id, **row})
+        done = conn.execute(_UPDATE_POST_RETURNING, {"pid": post_id, **row}).one()
         new_state = row.get("state", rec.state)
         if new_state != rec.state or event:
             add_event(conn, post_id, now, rec.state, new_state, event, actor)
-        return rec
+        return PostRecord.from_row(done)
 
 
 def update_media(conn: Connection, post_id: int, token: str, media_id: int, values: MediaChanges) -> None:

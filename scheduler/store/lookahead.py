@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Unpack
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -34,7 +34,7 @@ class NextTimes:
 
 
 @functools.cache
-def next_times_statement(dialect: str) -> sa.Select[Unpack[tuple[Any, ...]]]:
+def next_times_statement(dialect: str) -> sa.Select[*tuple[Any, ...]]:
     lanes = [sa.literal_column(sql, sa.DateTime).label(f"p{i}") for i, sql in enumerate(first_due_sql(dialect))]
     claimable = actions.c.state.in_(CLAIMABLE)
     action_next = sa.select(sa.func.min(actions.c.next_action_at)).where(

@@ -8,12 +8,17 @@ from typing import Any, Self, TypedDict
 
 from scheduler.models import PostSpec
 
+_FIELDS: dict[type, tuple[str, ...]] = {}  # a record class's field names: fields() is slow
+
 
 class _FromRow:
     @classmethod
     def from_row(cls, row: Any) -> Self:
+        names = _FIELDS.get(cls)
+        if names is None:
+            names = _FIELDS[cls] = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
         m = row._mapping
-        return cls(**{f.name: m[f.name] for f in fields(cls)})  # type: ignore[arg-type]
+        return cls(**{name: m[name] for name in names})
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from scheduler.config import LeadSettings
-from scheduler.lifecycle import PostMove, State
+from scheduler.lifecycle import PostMove, State, TransitionNotAllowed
 from scheduler.store import Store
 from scheduler.store.claims import lane_pick
 from scheduler.store.lookahead import next_times, next_times_statement
@@ -169,3 +169,26 @@ def test_a_due_post_goes_from_claim_to_published_in_three_transactions(store: St
     assert len(transactions) == 3
     done = store.get("pub")
     assert done is not None and done.state == State.PUBLISHED and done.lease_token is None
+
+
+def test_a_step_as_seen_writes_without_reading_and_a_stale_view_reads_first(store: Store) -> None:
+    """A transition from the state the worker saw: one UPDATE fenced by token and state (and
+    the event row). From a view that is out of date: the row is read, and the table decides
+    from the state as it is."""
+    store.enqueue([image_spec("seen", in_s=-1)], "t")
+    [p] = store.claim_due("d", 30, 1)
+    with counted(store) as seen:
+        after = store.transition(p, PostMove.TO_READY, "d", release=False, container_id="c1")
+    kinds = [q.lstrip().split()[0].upper() for q in seen if not q.startswith(("BEGIN", "SAVEPOINT", "RELEASE"))]
+    assert kinds == ["UPDATE", "INSERT"], seen
+    assert after.state == State.READY and after.container_id == "c1" and after.lease_token == p.lease_token
+    # `p` still says planned: the UPDATE fenced by that state matches nothing, the row is read
+    with counted(store) as seen:
+        store.update(p, "d", release=False, reason="stale view")
+    assert any(q.lstrip().upper().startswith("SELECT") for q in seen)
+    got = store.get("seen")
+    assert got is not None and got.state == State.READY and got.reason == "stale view"
+    # planned→staging is allowed, ready→staging is not: the table decides from the real state
+    with pytest.raises(TransitionNotAllowed):
+        store.transition(p, PostMove.TO_STAGING, "d")
+    assert store.get("seen").state == State.READY  # type: ignore[union-attr]

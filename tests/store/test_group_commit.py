@@ -1,5 +1,6 @@
-"""SQLite group commit (store/group.py): many threads' writes in one transaction, each in its
-own savepoint; a failing write fails alone; nobody hears back before the commit."""
+"""SQLite group commit (store/group.py): many threads' writes in one transaction; a failing
+write fails alone (a batch is run again in savepoints only when the failure had changed
+rows); nobody hears back before the commit."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from scheduler.store import Store
-from scheduler.store.group import GroupCommit
+from scheduler.store.group import GroupCommit, _Write
 
 
 @pytest.fixture
@@ -99,3 +100,59 @@ def test_a_grouped_write_cannot_nest(engine: sa.Engine) -> None:
     group = GroupCommit(engine, CountingLock())
     with pytest.raises(RuntimeError, match="cannot start another"):
         group.run(lambda conn: group.run(_insert(1, "x")))
+
+
+def _statements(engine: sa.Engine) -> list[str]:
+    seen: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda _c, _cur, stmt, *_: seen.append(stmt))
+    return seen
+
+
+def test_a_write_that_fails_before_changing_rows_fails_alone_in_one_transaction(engine: sa.Engine) -> None:
+    """The usual failure (a lost lease, a refused transition: raised before any write): the
+    batch goes on in the same transaction, with no savepoint anywhere."""
+    lock = CountingLock()
+    group = GroupCommit(engine, lock)
+
+    def refused(conn: Connection) -> None:
+        conn.execute(sa.text("SELECT count(*) FROM t")).scalar()
+        conn.execute(sa.text("UPDATE t SET v = 'x' WHERE k = -1"))  # matches nothing
+        raise LookupError("lease lost")
+
+    batch = [_Write(_insert(1, "a")), _Write(refused), _Write(_insert(2, "b"))]
+    seen = _statements(engine)
+    group._commit(batch)
+    assert [w.outcome() for w in (batch[0], batch[2])] == [1, 2]
+    with pytest.raises(LookupError):
+        batch[1].outcome()
+    assert lock.taken == 1 and not any("SAVEPOINT" in q for q in seen), seen
+    with engine.connect() as c:
+        assert sorted(r[0] for r in c.execute(sa.text("SELECT k FROM t"))) == [1, 2]
+
+
+def test_a_write_that_fails_after_changing_rows_is_undone_and_the_others_run_again(engine: sa.Engine) -> None:
+    lock = CountingLock()
+    group = GroupCommit(engine, lock)
+    runs: list[int] = []
+
+    def counted(k: int) -> Any:
+        insert = _insert(k, f"v{k}")
+
+        def work(conn: Connection) -> int:
+            runs.append(k)
+            return int(insert(conn))
+        return work
+
+    def half_done(conn: Connection) -> None:
+        conn.execute(sa.text("INSERT INTO t (k, v) VALUES (99, 'half')"))
+        raise ValueError("failed after writing")
+
+    batch = [_Write(counted(1)), _Write(half_done), _Write(counted(2))]
+    group._commit(batch)
+    assert [w.outcome() for w in (batch[0], batch[2])] == [1, 2]
+    with pytest.raises(ValueError):
+        batch[1].outcome()
+    assert runs == [1, 1, 2]  # the first ran again after the rollback; the last once
+    assert lock.taken == 2
+    with engine.connect() as c:
+        assert sorted(r[0] for r in c.execute(sa.text("SELECT k FROM t"))) == [1, 2]  # no 99

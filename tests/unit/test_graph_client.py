@@ -30,6 +30,7 @@ from scheduler.graph import (
     UploadError,
     call_context,
 )
+from scheduler.graph.transport import AiohttpTransport
 
 TOKEN = "IGAAJtestTOKENvalue0123456789abcdefXYZ"
 IG = "17841400000000001"
@@ -904,22 +905,30 @@ def test_one_pool_serves_concurrent_calls(fake: FakeGraph) -> None:
     assert len({s.headers.get("Authorization") for s in fake.requests}) == 1
 
 
+@pytest.mark.parametrize("through_httpx", [False, True], ids=["direct", "httpx"])
 def test_debug_logs_of_the_whole_stack_hold_no_token(
-    fake: FakeGraph, caplog: pytest.LogCaptureFixture
+    fake: FakeGraph, caplog: pytest.LogCaptureFixture, through_httpx: bool
 ) -> None:
+    """Both of the client's paths: its own (AiohttpTransport.exchange) and httpx's, taken
+    with an injected transport (and for streamed uploads)."""
     fake.canned("POST", f"/{VERSION}/{IG}/media", lambda: graph_error(190, 463, status=400))
     fake.canned("GET", f"/{VERSION}/me", lambda: graph_json({"id": "1"}))
+    rec = Recorder()
 
     async def main() -> None:
-        async with client_for(fake, Recorder()) as client:
+        kw: dict[str, Any] = {"transport": AiohttpTransport(4)} if through_httpx else {}
+        async with client_for(fake, rec, **kw) as client:
             await client.me(TOKEN)
             with pytest.raises(GraphError):
                 await client.create_container(IG, TOKEN, {"image_url": "https://x/a.jpg"})
 
-    with caplog.at_level(logging.DEBUG):  # httpx/httpcore included
+    # httpx/httpcore/aiohttp included (the daemon's logging set-up quiets httpx's logger)
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="httpx"):
         run(main())
-    assert "HTTP Request" in caplog.text  # httpx did log the request lines
+    assert ("HTTP Request" in caplog.text) is through_httpx  # httpx logs its request lines
+    assert len(fake.requests) == 2 and fake.requests[1].form == {"image_url": "https://x/a.jpg"}
     assert TOKEN not in caplog.text
+    assert_no_token_leak(fake, rec, caplog.text)
 
 
 def test_from_settings() -> None:

@@ -36,6 +36,23 @@ def _client(timeout: float = 5.0) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=AiohttpTransport(8), timeout=httpx.Timeout(timeout, connect=2.0))
 
 
+PATHS = ["httpx", "direct"]  # httpx's interface on the transport, and the Graph client's own path
+
+
+async def _post(path: str, url: str, data: dict[str, str], timeout: float = 5.0) -> None:
+    """A form POST over one of the two paths; failures raise httpx's exceptions on both."""
+    if path == "httpx":
+        async with _client(timeout) as c:
+            await c.post(url, data=data)
+        return
+    transport = AiohttpTransport(8)
+    try:
+        await transport.exchange("POST", url, params=None, data=data, json_body=None, headers={},
+                                 timeout=httpx.Timeout(timeout, connect=2.0))
+    finally:
+        await transport.aclose()
+
+
 def test_request_and_answer_pass_through_unchanged() -> None:
     seen: dict[str, object] = {}
 
@@ -87,21 +104,22 @@ def test_a_streamed_upload_arrives_whole() -> None:
     asyncio.run(main())
 
 
-def test_no_server_is_a_connect_error_nothing_was_sent() -> None:
+@pytest.mark.parametrize("path", PATHS)
+def test_no_server_is_a_connect_error_nothing_was_sent(path: str) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
 
     async def main() -> None:
-        async with _client() as c:
-            with pytest.raises(httpx.ConnectError) as e:
-                await c.post(f"http://127.0.0.1:{port}/x", data={"a": "1"})
+        with pytest.raises(httpx.ConnectError) as e:
+            await _post(path, f"http://127.0.0.1:{port}/x", {"a": "1"})
         assert isinstance(e.value, _CONNECT_ERRORS)
 
     asyncio.run(main())
 
 
-def test_a_connection_dropped_after_sending_is_not_a_connect_error() -> None:
+@pytest.mark.parametrize("path", PATHS)
+def test_a_connection_dropped_after_sending_is_not_a_connect_error(path: str) -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         await request.read()
         assert request.transport is not None
@@ -112,9 +130,8 @@ def test_a_connection_dropped_after_sending_is_not_a_connect_error() -> None:
     async def main() -> None:
         runner, base = await _serve(handler)
         try:
-            async with _client() as c:
-                with pytest.raises(httpx.TransportError) as e:
-                    await c.post(f"{base}/media_publish", data={"creation_id": "1"})
+            with pytest.raises(httpx.TransportError) as e:
+                await _post(path, f"{base}/media_publish", {"creation_id": "1"})
         finally:
             await runner.cleanup()
         assert not isinstance(e.value, _CONNECT_ERRORS)  # may have taken effect: ambiguous
@@ -122,7 +139,8 @@ def test_a_connection_dropped_after_sending_is_not_a_connect_error() -> None:
     asyncio.run(main())
 
 
-def test_a_read_timeout_is_a_read_timeout() -> None:
+@pytest.mark.parametrize("path", PATHS)
+def test_a_read_timeout_is_a_read_timeout(path: str) -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(1.0)
         return web.Response()
@@ -130,13 +148,51 @@ def test_a_read_timeout_is_a_read_timeout() -> None:
     async def main() -> None:
         runner, base = await _serve(handler)
         try:
-            async with _client(timeout=0.2) as c:
-                with pytest.raises(httpx.ReadTimeout):
-                    await c.post(f"{base}/media_publish", data={"creation_id": "1"})
+            with pytest.raises(httpx.ReadTimeout):
+                await _post(path, f"{base}/media_publish", {"creation_id": "1"}, timeout=0.2)
         finally:
             await runner.cleanup()
 
     asyncio.run(main())
+
+
+def test_the_graph_clients_own_path_encodes_exactly_as_httpx() -> None:
+    """The same call through GraphClient's own path and through httpx (an injected transport):
+    the same query string, body, content type and headers arrive, for forms and for JSON."""
+    from scheduler.graph.client import GraphClient
+
+    seen: list[dict[str, object]] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append({"method": request.method, "path": request.raw_path, "body": await request.read(),
+                     "type": request.headers.get("Content-Type"), "ua": request.headers.get("User-Agent"),
+                     "auth": request.headers.get("Authorization")})
+        return web.json_response({"id": "1"}, headers={"X-App-Usage": '{"call_volume":7,"cpu_time":2}'})
+
+    params = {"fields": "id,permalink", "q": "a b&c/é", "flag": True, "off": False, "ids": ["1", "2"], "n": 3}
+    form = {"caption": "héllo #tag\nline", "share_to_feed": True, "children": ["1", "2"]}
+    body = {"recipient": {"id": "9"}, "message": {"text": "héllo", "quick_replies": [{"title": "Oui"}]}}
+
+    async def main() -> None:
+        runner, base = await _serve(handler)
+        try:
+            for transport in (None, AiohttpTransport(4)):
+                async with GraphClient(base, "v23.0", 5.0, transport=transport) as client:
+                    assert (client._direct is not None) is (transport is None)  # the path taken
+                    _, usage = await client.request("GET", "1789/media", "T0K", params=params)
+                    assert usage.app is not None and usage.app.call_count == 7
+                    await client.request("POST", "1789/media", "T0K", params=params, data=form)
+                    await client.request("POST", "1789/messages", "T0K", json_body=body)
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
+    direct, through_httpx = seen[:3], seen[3:]
+    assert direct == through_httpx
+    assert direct[0]["path"] == "/v23.0/1789/media?fields=id%2Cpermalink&q=a+b%26c%2F%C3%A9&flag=true&off=false&ids=1&ids=2&n=3"
+    assert direct[1]["type"] == "application/x-www-form-urlencoded"
+    assert direct[2]["type"] == "application/json" and json.loads(direct[2]["body"]) == body  # type: ignore[arg-type]
+    assert direct[0]["auth"] == "Bearer T0K" and str(direct[0]["ua"]).startswith("igsched/")
 
 
 def test_the_graph_client_verifies_certificates_with_the_one_shared_context() -> None:
