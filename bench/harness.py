@@ -191,6 +191,10 @@ class Daemons:
                 p.wait()
         self.procs.clear()
 
+    def cpu_s(self) -> float:
+        """User + system CPU seconds of the daemons so far."""
+        return sum(proc_cpu_s(p.pid) for p in self.procs if p.poll() is None)
+
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.procs)
 

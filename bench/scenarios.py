@@ -126,6 +126,7 @@ def burst(emu: Emulator, db_url: str, accounts: list[Account], posts: int, daemo
     procs.start(configs, accounts, folder)
     ready_at = published_at = followed_at = None
     ready_before_due = 0
+    cpu_due = cpu_published = None  # the daemons' CPU seconds: the burst's cost, whatever the machine's pace
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and procs.alive():
@@ -135,8 +136,10 @@ def burst(emu: Emulator, db_url: str, accounts: list[Account], posts: int, daemo
                 ready_at = now
             if now < due0.timestamp():
                 ready_before_due = counts.get("ready", 0)
+                cpu_due = procs.cpu_s()
             if published_at is None and counts.get("published", 0) >= posts:
                 published_at = now
+                cpu_published = procs.cpu_s()
             if published_at is not None and counts.get("followup", 0) == 0:
                 followed_at = now
                 break
@@ -163,6 +166,9 @@ def burst(emu: Emulator, db_url: str, accounts: list[Account], posts: int, daemo
         if rows and due_first and last_live else None,
         "calls_per_post": {k: round(v / max(1, posts), 3) for k, v in sorted(calls.items())},
         "calls_total_per_post": round(sum(calls.values()) / max(1, posts), 3),
+        # from the last look before the first due time to the first look with all published
+        "daemon_cpu_ms_per_post": round(1000 * (cpu_published - cpu_due) / posts, 2)
+        if cpu_due is not None and cpu_published is not None else None,
         "followups_done_s": round(followed_at - t_enqueue, 2) if followed_at else None,
         "loadavg": load_start, "loadavg_end": load_end,
         "log_tail": procs.log_tail()[-800:] if len(rows) < posts else "",

@@ -10,6 +10,7 @@ a malformed header must never turn a successful API call into a failure.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -161,10 +162,23 @@ def _json(raw: str | None, name: str) -> Any:
 
 def parse_usage(headers: Mapping[str, str]) -> Usage:
     """Read both usage headers; anything missing or malformed gives None / {}."""
-    app = _figures(_json(_header(headers, APP_USAGE_HEADER), APP_USAGE_HEADER), with_regain=False)
+    app, buc = _header(headers, APP_USAGE_HEADER), _header(headers, BUC_USAGE_HEADER)
+    if len(app or "") + len(buc or "") > _CACHED_CHARS:
+        return _parse.__wrapped__(app, buc)
+    return _parse(app, buc)
+
+
+_CACHED_CHARS = 2048  # the cache holds at most 1,024 such pairs: 4 MB of text at worst
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(app_header: str | None, buc_header: str | None) -> Usage:
+    # cached: an account's answers repeat the same header text until its usage moves (one
+    # parse per change, not per call); a Usage is not changed after it is made
+    app = _figures(_json(app_header, APP_USAGE_HEADER), with_regain=False)
 
     buc: dict[str, UsageFigures] = {}
-    raw_buc = _json(_header(headers, BUC_USAGE_HEADER), BUC_USAGE_HEADER)
+    raw_buc = _json(buc_header, BUC_USAGE_HEADER)
     if isinstance(raw_buc, dict):
         for object_id, entries in raw_buc.items():
             if isinstance(entries, dict):  # tolerate a single entry not wrapped in a list

@@ -146,7 +146,9 @@ _QUOTA_USAGE = sa.select(posts.c.published_at, posts.c.state).where(  # built on
     posts.c.account == sa.bindparam("name"),
     sa.or_(
         posts.c.published_at > sa.bindparam("since", type_=sa.DateTime),
-        sa.and_(posts.c.state.in_(_FLYING), posts.c.id != sa.bindparam("exclude")),
+        # the states as literals: an expanding IN is rendered again at every execution
+        sa.and_(posts.c.state.in_([sa.literal_column(f"'{s}'") for s in _FLYING]),
+                posts.c.id != sa.bindparam("exclude")),
     ),
 )
 
