@@ -49,6 +49,7 @@ class _Clocks:
     together in the claim's thread."""
 
     store_now: datetime
+    mono_now: float  # the monotonic clock, read with store_now
     host_now: datetime
     looked_at: float  # monotonic, taken before the claim: what it says is as of no earlier
 
@@ -80,7 +81,7 @@ class Daemon:
         self._queued: list[tuple[PostRecord, AccountRecord | None]] = []  # claimed, not started
         self.steps_done = 0
         self._claiming = False
-        self._look_first = False  # the last claim took nothing: look before taking the writer
+        self._look_first = False  # set after a claim that took nothing: look first next time
         self._claim_failures = Failures(log, "claiming due posts")
         self._inbox_failures = Failures(log, "scanning the inbox")
         self.webhooks = WebhookDuties(settings, store, self.identity, on_actions=self.actions.kick)
@@ -179,6 +180,8 @@ class Daemon:
         # claim for the free workers and as many again, queued here: in a burst a worker that
         # finishes starts its next post at once instead of waiting for a claim's round trip
         want = max(0, 2 * self.settings.daemon.workers - len(self._running) - len(self._queued))
+        if want == 0:
+            return  # every worker busy and as many posts queued: a step that finishes wakes us
         self._claiming = True
         try:
             # one transaction: the due posts, their accounts' rows, and when to look again;
@@ -190,7 +193,7 @@ class Daemon:
             return
         finally:
             self._claiming = False
-        self._look_first = False  # the last claim took nothing: look before taking the writer
+        self._look_first = False  # set after a claim that took nothing: look first next time
         self._claim_failures.ok()
         self._look_first = not claim.posts
         if claim.ahead.events_waiting:
@@ -200,13 +203,13 @@ class Daemon:
         self._queued.sort(key=lambda q: claim_order(q[0]))  # publishing first, then by time
         publishing = self._start_queued()
         self._schedule_wakeup(claim, clocks, nothing_claimed=not claim.posts and want > 0)
-        def expect(*_: object) -> None:  # the action duty claims only if the look saw one due
-            self.actions.expect(claim.ahead.actions, clocks.looked_at)
-
-        if publishing:  # the actions' claim (a write) waits for the publishes too
-            asyncio.gather(*publishing, return_exceptions=True).add_done_callback(expect)
+        # the action duty claims only if the look saw one due; woken after the publishes, since
+        # its claim is a write too
+        self.actions.hint(claim.ahead.actions, clocks.store_now, clocks.mono_now, clocks.looked_at)
+        if publishing:
+            asyncio.gather(*publishing, return_exceptions=True).add_done_callback(lambda _: self.actions.wake())
         else:
-            expect()
+            self.actions.wake()
 
     def _claim(self, limit: int) -> tuple[Claim, _Clocks]:
         """In the claim's thread: the claim, then the store's clock and this host's read side by
@@ -217,7 +220,8 @@ class Daemon:
         looked_at = time.monotonic()
         claim = self.store.claim(self.identity, self.settings.daemon.lease_s, limit, look_first=self._look_first)
         store_now = self.store.now()
-        return claim, _Clocks(store_now, utcnow(), looked_at)  # host clock read last: a timer never early
+        mono_now = time.monotonic()
+        return claim, _Clocks(store_now, mono_now, utcnow(), looked_at)  # host clock read last: a timer never early
 
     def _start_queued(self) -> list[asyncio.Task[None]]:
         """Start queued posts while workers are free; returns the publishes started. Other

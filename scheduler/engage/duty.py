@@ -1,10 +1,10 @@
 """The daemon's action duty: sends due actions (scheduled messages from queue files, rule
 actions, deferred ones whose budget or pause has freed, retries), each claimed with a lease.
 
-It runs beside the post workers with its own loop, at least every `daemon.tick_s`. `kick`
-makes it claim now (rules planned actions, an action finished); `expect` passes on when the
-daemon's own look says the next action is due, and while that is later the duty claims
-nothing: an idle daemon's tick costs it no statement.
+It runs beside the post workers with its own loop, woken by the daemon after each look and at
+least every `daemon.tick_s`. `kick` makes it claim now (rules planned actions, an action
+finished); `hint` passes on when the daemon's own look says the next action is due, and while
+that is later the duty claims nothing: an idle daemon's tick costs it no statement.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from datetime import datetime
 
@@ -33,8 +34,10 @@ class ActionDuty:
         self._running: set[asyncio.Task[ActionRecord]] = set()
         self.sent = 0  # actions worked (any outcome), for tests and logs
         self._stopping = False
-        # (when the daemon looked, monotonic; when the next action is due, None: none is)
-        self._hint: tuple[float, datetime | None] | None = None
+        # (when the daemon's look began, when the next action is due: both on the monotonic
+        # clock, so that deciding needs no read of the store's clock on the event loop; inf:
+        # no action is claimable)
+        self._hint: tuple[float, float] | None = None
         self._kicked_at = 0.0
 
     @property
@@ -52,23 +55,28 @@ class ActionDuty:
         self._kicked_at = time.monotonic()
         self._wake.set()
 
-    def expect(self, next_at: datetime | None, looked_at: float) -> None:
-        """The daemon's look, begun at `looked_at` (monotonic): the first claimable action
-        is due at `next_at` (None: there is none). A kick since the look began wins: the
-        look may not have seen what the kick was for."""
-        if self._kicked_at >= looked_at:
-            self._wake.set()
+    def hint(self, next_at: datetime | None, store_now: datetime, mono_now: float, looked_at: float) -> None:
+        """The daemon's look, begun at `looked_at` (monotonic): the first claimable action is
+        due at `next_at` (None: there is none), by the store's clock, which read `store_now`
+        at monotonic `mono_now`. A kick since the look began wins (the look may not have seen
+        what the kick was for), and so does a look that began later."""
+        if self._kicked_at >= looked_at or (self._hint is not None and self._hint[0] > looked_at):
             return
-        self._hint = (looked_at, next_at)
+        due = math.inf if next_at is None else mono_now + (next_at - store_now).total_seconds()
+        self._hint = (looked_at, due)
+
+    def wake(self) -> None:
+        """Look at the hint now (the daemon passes one on after each look)."""
         self._wake.set()
 
     def _nothing_due(self) -> bool:
         if self._hint is None:
             return False
-        said, next_at = self._hint
-        if time.monotonic() - said > HINT_TICKS * self.rt.settings.daemon.tick_s:
+        looked_at, due = self._hint
+        now = time.monotonic()
+        if now - looked_at > HINT_TICKS * self.rt.settings.daemon.tick_s:
             return False  # stale: the daemon has not looked lately, so look ourselves
-        return next_at is None or next_at > self.rt.store.now()
+        return now < due
 
     async def stop(self) -> None:
         """Stop claiming; let running actions finish (their leases protect the rest)."""

@@ -20,13 +20,13 @@ log = logging.getLogger(__name__)
 
 async def transition(rt: Runtime, post: PostRecord, move: PostMove, event: str | None = None,
                      release: bool = True, **values: Unpack[PostChanges]) -> PostRecord:
-    """A named transition, compare-and-set on the post's lease; returns the post as it was."""
+    """A named transition, compare-and-set on the post's lease; returns the post as it is now."""
     return await rt.db(rt.store.transition, post, move, rt.identity, event, release, **values)
 
 
 async def update(rt: Runtime, post: PostRecord, event: str | None = None, release: bool = True,
                  **values: Unpack[PostChanges]) -> PostRecord:
-    """Change a post without changing its state (fenced by its lease)."""
+    """Change a post without changing its state (fenced by its lease); returns it as it is now."""
     return await rt.db(rt.store.update, post, rt.identity, event, release, **values)
 
 

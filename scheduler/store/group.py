@@ -126,8 +126,12 @@ class GroupCommit:
                 item.result = item.work(conn)
             except Exception as e:
                 item.error = e
-                if isinstance(e, DBAPIError) or raw.total_changes != before:
+                if isinstance(e, DBAPIError) or raw.total_changes != before or not raw.in_transaction:
                     raise _Redo from e
+            else:
+                if not raw.in_transaction:  # SQLite rolled it all back itself (an I/O error caught)
+                    item.result, item.error = None, RuntimeError("the transaction ended during the write")
+                    raise _Redo
 
     @staticmethod
     def _run_in_savepoints(conn: Connection, batch: list[_Write[Any]]) -> None:

@@ -156,3 +156,21 @@ def test_a_write_that_fails_after_changing_rows_is_undone_and_the_others_run_aga
     assert lock.taken == 2
     with engine.connect() as c:
         assert sorted(r[0] for r in c.execute(sa.text("SELECT k FROM t"))) == [1, 2]  # no 99
+
+
+def test_a_transaction_that_ended_during_a_write_is_not_acknowledged(engine: sa.Engine) -> None:
+    """SQLite rolls a whole transaction back by itself on some errors (disk full, I/O); a write
+    that swallowed such an error must not let the rest of its batch autocommit unseen."""
+    group = GroupCommit(engine, CountingLock())
+
+    def swallowed(conn: Connection) -> None:
+        conn.execute(sa.text("INSERT INTO t (k, v) VALUES (98, 'lost')"))
+        conn.exec_driver_sql("ROLLBACK")  # as SQLite does on an I/O error, caught here
+
+    batch = [_Write(_insert(1, "a")), _Write(swallowed), _Write(_insert(2, "b"))]
+    group._commit(batch)
+    assert [w.outcome() for w in (batch[0], batch[2])] == [1, 2]
+    with pytest.raises(RuntimeError, match="transaction ended"):
+        batch[1].outcome()
+    with engine.connect() as c:
+        assert sorted(r[0] for r in c.execute(sa.text("SELECT k FROM t"))) == [1, 2]
