@@ -107,8 +107,8 @@ def table(doc: dict[str, Any]) -> str:
             f"| {i['posts']} posts / {i['accounts']} accounts due within 1 s, SQLite, 1 daemon "
             f"({i['workers']} workers) | span {i['span_s']} s ({i['vs_floor']}× floor), lateness p50 "
             f"{i['lateness_s']['p50']} s, p99 {i['lateness_s']['p99']} s, max {i['lateness_s']['max']} s; "
-            f"{i['calls_total_per_post']} calls/post; published once: {i['published_once']}; "
-            f"{_staged(i)} "
+            f"{i['calls_total_per_post']} calls/post; daemon CPU {i.get('daemon_cpu_ms_per_post')} ms/post; "
+            f"published once: {i['published_once']}; {_staged(i)} "
             f"| span {f['span_s']} s, p50 {f['lateness_s']['p50']} s, p99 {f['lateness_s']['p99']} s "
             f"(concurrency {f['concurrency']}, {f.get('transport', 'httpx')}){_one_pool(b)} | {_la(i['loadavg'])} |")
     pg = doc.get("pg_daemons")
@@ -118,7 +118,8 @@ def table(doc: dict[str, Any]) -> str:
             lines.append(
                 f"| {r['posts']} posts / {r['accounts']} accounts, PostgreSQL, {r['daemons']} daemon(s) "
                 f"| {r['posts_per_s']} posts/s ({r['speedup_vs_one']}× one daemon), span {r['span_s']} s, "
-                f"p99 {r['lateness_s']['p99']} s; published once: {r['published_once']}; {_staged(r)} "
+                f"p99 {r['lateness_s']['p99']} s; daemon CPU {r.get('daemon_cpu_ms_per_post')} ms/post; "
+                f"published once: {r['published_once']}; {_staged(r)} "
                 f"| span {f['span_s']} s ({round(f['posts'] / f['span_s'], 1) if f['span_s'] else '?'} posts/s) "
                 f"| {_la(r['loadavg'])} |")
     for key, label in (("enqueue_sqlite", "SQLite"), ("enqueue_pg", "PostgreSQL")):
