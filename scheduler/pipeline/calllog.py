@@ -33,6 +33,7 @@ class CallLog:
         self.interval_s = interval_s
         self._timer = timer  # for the backoff: wall time, whatever clock the pipeline uses
         self.calls: list[CallRecord] = []
+        self._writing: list[CallRecord] = []  # taken by a flush, not yet committed
         self.pauses: list[tuple[str, datetime, str]] = []  # (scope, until, reason)
         self.usage: dict[str, UsageFigures] = {}
         self.failures = 0
@@ -59,8 +60,10 @@ class CallLog:
         task.add_done_callback(self._soon.discard)
 
     def unwritten_calls(self) -> list[CallRecord]:
-        """Calls made but not yet written to api_calls (the next flush writes them)."""
-        return list(self.calls)
+        """Calls made but not yet written to api_calls: those a flush is writing right now
+        included (until its commit they are in neither place; the container budget counts
+        them, and a call that lands meanwhile counts twice, the safe side)."""
+        return [*self._writing, *self.calls]
 
     # --- the loop ------------------------------------------------------------------------
     def start(self) -> None:
@@ -89,6 +92,7 @@ class CallLog:
         if not force and self._timer() < self._retry_at:
             return
         calls, self.calls = self.calls, []
+        self._writing = [*self._writing, *calls]
         pauses, self.pauses = self.pauses, []
         usage, self.usage = self.usage, {}
         account_pauses = [(s, until, r) for s, until, r in pauses if s != APP]
@@ -96,16 +100,22 @@ class CallLog:
         try:
             await asyncio.to_thread(self.store.record_activity, calls, usage, account_pauses, app_pauses)
         except Exception as e:
+            self._done_writing(calls)
             self.calls[:0] = calls
             self.pauses[:0] = pauses
             self.usage = {**usage, **self.usage}
             self._failed(e, len(calls))
             return
+        self._done_writing(calls)
         if self.failures:
             log.info("call log written again after %d failed tries", self.failures)
         self.failures = 0
         self._seen_kinds.clear()
         self._retry_at = 0.0
+
+    def _done_writing(self, calls: list[CallRecord]) -> None:
+        written = {id(c) for c in calls}
+        self._writing = [c for c in self._writing if id(c) not in written]
 
     def _failed(self, e: Exception, rows: int) -> None:
         self.failures += 1

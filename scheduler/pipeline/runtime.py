@@ -48,6 +48,7 @@ class Runtime:
         self.processing = ProcessingTimes(store)
         self.quota = QuotaReads()  # publishing-quota reads: one at a time per account
         self.permalinks = Permalinks()  # permalinks read in bulk, per account
+        self.container_reservations: dict[str, int] = {}  # budget.py: slots taken, not yet used
         self.calls_made = 0
         # which token a step calls with: the configured one or a refreshed one (store)
         self.tokens = TokenProvider(settings, store)

@@ -27,7 +27,7 @@ from typing import Literal
 from scheduler.graph.errors import ErrorClass, GraphError
 from scheduler.lifecycle import Hold, PostMove, State, poll_delay_s
 from scheduler.models import PostSpec
-from scheduler.pipeline.budget import container_slot_at
+from scheduler.pipeline.budget import container_slot_at, release_slots
 from scheduler.pipeline.failed_containers import container_failed
 from scheduler.pipeline.outcomes import fail, handle_error, transition, update
 from scheduler.pipeline.params import media_for_position, params_for_position, parent_params
@@ -104,32 +104,42 @@ async def _forget_unfinished(rt: Runtime, post: PostRecord) -> None:
         await update(rt, post, None, release=False, container_id=None, container_created_at=None)
 
 
-async def _budget_ok(rt: Runtime, post: PostRecord, spec: PostSpec, media: list[MediaRecord]) -> bool:
-    """Is there room for the containers this step may create? If not, wait for it."""
+async def _budget_ok(rt: Runtime, post: PostRecord, spec: PostSpec, media: list[MediaRecord]) -> int | None:
+    """Is there room for the containers this step may create? If so, the slots reserved (to
+    give back with release_slots); if not, None, and the post waits for room."""
     needed = sum(1 for m in media if m.container_id is None)
     if spec.kind == "carousel" and post.container_id is None:
         needed += 1  # the parent: reserve it now, so the items are not made in vain
     if not needed:
-        return True
+        return 0
     free_at, used = await container_slot_at(rt, post.account, needed)
     if free_at is None:
-        return True
+        return needed
     limit = rt.settings.staging.containers_per_day
     if needed > limit:
         await fail(rt, post, f"this post needs {needed} containers; staging.containers_per_day is {limit}")
-        return False
+        return None
     reason = (f"container limit: {used} of {limit} containers created in the last 24 h and this post "
               f"needs {needed}; next free slot at {free_at:%Y-%m-%d %H:%M:%S} UTC")
     first = post.hold != Hold.CONTAINER_BUDGET
     await update(rt, post, reason if first else None, reason=reason, hold=Hold.CONTAINER_BUDGET,
                  next_action_at=free_at)
-    return False
+    return None
 
 
 async def _stage(rt: Runtime, post: PostRecord, spec: PostSpec, token: str) -> None:
     media = await rt.db(rt.store.media, post.id)
-    if not await _budget_ok(rt, post, spec, media):
+    reserved = await _budget_ok(rt, post, spec, media)
+    if reserved is None:
         return
+    try:
+        await _stage_within(rt, post, spec, token, media)
+    finally:  # the creations are in the call log now (or were not made): they count there
+        release_slots(rt, post.account, reserved)
+
+
+async def _stage_within(rt: Runtime, post: PostRecord, spec: PostSpec, token: str,
+                        media: list[MediaRecord]) -> None:
     pending: list[tuple[datetime, float]] = []  # (created at, expected processing s)
     unpolled = False
     for m in media:

@@ -71,3 +71,37 @@ def test_a_refusing_database_logs_once_backs_off_and_loses_nothing(
     assert log.failures == 0 and log.unwritten_calls() == []
     with Store(url).engine.connect() as c:
         assert c.execute(sa.text("SELECT count(*) FROM api_calls")).scalar_one() == 5
+
+
+def test_calls_being_written_still_count_as_unwritten_until_their_commit(tmp_path: Path) -> None:
+    """The container budget counts the table plus the unwritten calls: a flush in progress
+    must not hide its calls from both (a fifth container was created past a budget of four)."""
+    url = f"sqlite:///{tmp_path / 'igsched.db'}"
+    store = Store(url)
+    store.sync_accounts(settings_for(url).accounts)
+    entered, go_on = asyncio.Event(), asyncio.Event()
+
+    class SlowStore:
+        def record_activity(self, *args: object) -> None:
+            loop.call_soon_threadsafe(entered.set)
+            asyncio.run_coroutine_threadsafe(go_on.wait(), loop).result(timeout=5)
+            store.record_activity(*args)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        log = CallLog(SlowStore())  # type: ignore[arg-type]
+        log.add_call(_call(1))
+        flushing = asyncio.create_task(log.flush())
+        await entered.wait()
+        log.add_call(_call(2))  # made while the flush writes the first
+        assert [c.path for c in log.unwritten_calls()] == ["/v23.0/1/media/1", "/v23.0/1/media/2"]
+        go_on.set()
+        await flushing
+        assert [c.path for c in log.unwritten_calls()] == ["/v23.0/1/media/2"]
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    with store.engine.connect() as c:
+        assert c.execute(sa.text("SELECT count(*) FROM api_calls")).scalar_one() == 1
