@@ -193,7 +193,6 @@ class Daemon:
             return
         finally:
             self._claiming = False
-        self._look_first = False  # set after a claim that took nothing: look first next time
         self._claim_failures.ok()
         self._look_first = not claim.posts
         if claim.ahead.events_waiting:
