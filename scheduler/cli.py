@@ -63,7 +63,7 @@ def run(obj: Ctx) -> None:
     for problem in startup_problems(settings):  # once, at start; affected posts wait
         logging.getLogger("igsched").warning("configuration: %s", problem)
     store = obj.store(upgrade=True)
-    sys.exit(asyncio.run(Daemon(settings, store).run()))
+    sys.exit(asyncio.run(Daemon(settings, store, service_gc=True).run()))
 
 
 @main.command()

@@ -25,6 +25,7 @@ from scheduler.engage.duties import WebhookDuties
 from scheduler.engage.duty import ActionDuty
 from scheduler.engage.receiver import ReceiverStats
 from scheduler.failures import Failures
+from scheduler.gcpolicy import tune_for_service
 from scheduler.inbox import scan_inbox
 from scheduler.lifecycle import ACTIVE, State
 from scheduler.pipeline.runtime import Runtime
@@ -64,13 +65,15 @@ class Duty(Protocol):
 
 class Daemon:
     def __init__(self, settings: Settings, store: Store, stop_when_idle: bool = False,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, service_gc: bool = False) -> None:
         """`clock`: the pipeline's time; by default the store's injected clock (tests), else
-        the system clock."""
+        the system clock. `service_gc`: tune the process's garbage collector once started
+        (gcpolicy.py; `igsched run` only: it changes the whole process)."""
         self.settings = settings
         self.store = store
         self.identity = settings.daemon.resolved_identity()
         self.stop_when_idle = stop_when_idle
+        self.service_gc = service_gc
         self.rt = Runtime(settings, store, self.identity, clock or store.clock or SYSTEM_CLOCK)
         self.actions = ActionDuty(self.rt)  # engagement actions (README "Engagement")
         self._wake = asyncio.Event()
@@ -135,6 +138,8 @@ class Daemon:
         wd = watchdog_interval_s()
         if wd:
             self._timer.add_job(notify, "interval", args=["WATCHDOG=1"], seconds=wd, id="watchdog")
+        if self.service_gc:
+            tune_for_service()
         notify("READY=1")
         log.info("igsched daemon %s started (%s, %d workers)", self.identity, self.store.dialect,
                  self.settings.daemon.workers)
