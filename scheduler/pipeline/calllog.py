@@ -98,7 +98,7 @@ class CallLog:
         account_pauses = [(s, until, r) for s, until, r in pauses if s != APP]
         app_pauses = [(until, r) for s, until, r in pauses if s == APP]
         try:
-            await asyncio.to_thread(self.store.record_activity, calls, usage, account_pauses, app_pauses)
+            await self.store.call(self.store.record_activity, calls, usage, account_pauses, app_pauses)
         except Exception as e:
             self._done_writing(calls)
             self.calls[:0] = calls

@@ -8,7 +8,6 @@ the pauses before each call (its pre-call hook), so no step guards its calls by 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from typing import ParamSpec, TypeVar
@@ -72,8 +71,9 @@ class Runtime:
         await self.http.aclose()
 
     async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run a (blocking) store call in a worker thread."""
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        """Run a (blocking) store call off the event loop (Store.call: in a worker thread, or
+        a grouped write straight into SQLite's group commit)."""
+        return await self.store.call(fn, *args, **kwargs)
 
     def account_settings(self, name: str) -> AccountSettings | None:
         return self._accounts.get(name)

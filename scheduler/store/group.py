@@ -13,14 +13,22 @@ rolled back and the others run again, each in a savepoint (a savepoint per write
 statements more, and the failure is rare). A failed commit raises in every caller whose write
 it carried. Nobody's write is acknowledged before the commit that holds it.
 
+The daemon's hot writes come from its event loop (`submit`, through `Store.call`): they join
+the same groups without a thread each, a thread of the group's own leads when no caller
+thread does, and a commit answers all of them in one hand-over to the loop. A thread per
+write cost a wake-up to start it, one to end it and one to tell the loop, for every write.
+
 PostgreSQL does not use this: its writers run side by side, and a batch taking row locks in
 several callers' orders could deadlock with another daemon's batch.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import Any, Generic, TypeVar
 
@@ -33,21 +41,39 @@ MAX_BATCH = 128  # a bound on how long one commit keeps its earliest writer wait
 
 
 class _Write(Generic[T]):
-    __slots__ = ("done", "error", "result", "wake", "work")
+    __slots__ = ("done", "error", "future", "loop", "result", "wake", "work")
 
-    def __init__(self, work: Callable[[Connection], T]) -> None:
+    def __init__(self, work: Callable[[Connection], T],
+                 future: asyncio.Future[T] | None = None, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.work = work
         self.done = False
         self.result: T | None = None
         self.error: BaseException | None = None
-        # set when the write is committed (done), or when its thread is handed the lead: one
-        # event per write, so a commit wakes its own writers, not every waiting thread
-        self.wake = threading.Event()
+        # a write from the event loop (submit) is answered through its future, in the loop;
+        # a thread's write (run) waits for its event, set when the write is committed (done),
+        # or when its thread is handed the lead: one event per write, so a commit wakes its
+        # own writers, not every waiting thread
+        self.future = future
+        self.loop = loop
+        self.wake = threading.Event() if future is None else None
 
     def outcome(self) -> T:
         if self.error is not None:
             raise self.error
         return self.result  # type: ignore[return-value]
+
+
+def _settle(items: list[_Write[Any]]) -> None:
+    """In the event loop: answer the committed writes submitted from it."""
+    for item in items:
+        fut = item.future
+        assert fut is not None
+        if fut.done():  # its caller was cancelled (the write stands all the same)
+            continue
+        if item.error is not None:
+            fut.set_exception(item.error)
+        else:
+            fut.set_result(item.result)
 
 
 class _Redo(Exception):
@@ -64,6 +90,45 @@ class GroupCommit:
         self._pending: list[_Write[Any]] = []
         self._leading = False
         self._local = threading.local()
+        # leads the writes submitted from the event loop when no thread is leading: their
+        # callers hold no thread of their own
+        self._drainer: ThreadPoolExecutor | None = None
+
+    def submit(self, work: Callable[[Connection], T]) -> asyncio.Future[T]:
+        """From the event loop: `work(conn)` joins the next group commit like a thread's
+        write, without a thread of its own waiting for it; the future is answered in the
+        loop, once the transaction holding the write committed (all writes of one commit are
+        answered in one hand-over to the loop)."""
+        loop = asyncio.get_running_loop()
+        item: _Write[T] = _Write(work, loop.create_future(), loop)
+        with self._lock:
+            self._pending.append(item)
+            start = not self._leading
+            self._leading = True
+        if start:
+            self._start_drain()
+        assert item.future is not None
+        return item.future
+
+    def close(self) -> None:
+        """Wait for the writes under way to be committed (and answered)."""
+        if self._drainer is not None:
+            self._drainer.shutdown(wait=True)
+
+    def _start_drain(self) -> None:
+        if self._drainer is None:
+            self._drainer = ThreadPoolExecutor(1, "igsched-group")
+        self._drainer.submit(self._drain)
+
+    def _drain(self) -> None:
+        """Lead until no write is waiting (the lead was taken for this thread)."""
+        while True:
+            with self._lock:
+                if not self._pending:
+                    self._leading = False
+                    return
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            self._commit(batch)
 
     def run(self, work: Callable[[Connection], T]) -> T:
         """Run `work(conn)` in a transaction shared with other threads' writes; return what it
@@ -75,6 +140,7 @@ class GroupCommit:
             self._pending.append(item)
             lead = not self._leading
             self._leading = True
+        assert item.wake is not None
         if not lead:
             item.wake.wait()
             if item.done:
@@ -86,11 +152,16 @@ class GroupCommit:
                     batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                 self._commit(batch)
         finally:
+            drain = False
             with self._lock:
-                if self._pending:
-                    self._pending[0].wake.set()  # its thread leads next
-                else:
+                if not self._pending:
                     self._leading = False
+                elif (wake := self._pending[0].wake) is not None:
+                    wake.set()  # its thread leads next
+                else:
+                    drain = True  # submitted from the loop: no thread of its own to lead
+            if drain:
+                self._start_drain()
         return item.outcome()
 
     def _commit(self, batch: list[_Write[Any]]) -> None:
@@ -109,9 +180,17 @@ class GroupCommit:
                     item.result, item.error = None, e
         finally:
             self._local.leading = False
+            submitted: dict[asyncio.AbstractEventLoop, list[_Write[Any]]] = {}
             for item in batch:
                 item.done = True
-                item.wake.set()
+                if item.wake is not None:
+                    item.wake.set()
+                else:
+                    assert item.loop is not None
+                    submitted.setdefault(item.loop, []).append(item)
+            for loop, items in submitted.items():
+                with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
+                    loop.call_soon_threadsafe(_settle, items)
 
     @staticmethod
     def _run(conn: Connection, batch: list[_Write[Any]]) -> None:

@@ -4,6 +4,7 @@ rows); nobody hears back before the commit."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -184,3 +185,99 @@ def test_a_transaction_that_ended_during_a_write_is_not_acknowledged(engine: sa.
         batch[1].outcome()
     with engine.connect() as c:
         assert sorted(r[0] for r in c.execute(sa.text("SELECT k FROM t"))) == [1, 2]
+
+
+# --- writes submitted from an event loop (Store.call: the daemon's hot writes) ---------------
+def test_writes_from_the_event_loop_share_commits_fail_alone_and_need_no_thread_each(engine: sa.Engine) -> None:
+    lock = CountingLock()
+    group = GroupCommit(engine, lock)
+    ran_on: set[str] = set()
+
+    def insert(k: int) -> Any:
+        inner = _insert(k, None if k % 10 == 0 else f"v{k}")
+
+        def work(conn: Connection) -> int:
+            ran_on.add(threading.current_thread().name)
+            return inner(conn)
+        return work
+
+    async def main() -> list[Any]:
+        lock.lock.acquire()  # another transaction under way while the 50 writes arrive
+        futures = [group.submit(insert(k)) for k in range(50)]
+        await asyncio.sleep(0.05)
+        assert not any(f.done() for f in futures)  # nothing answered before its commit
+        lock.lock.release()
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert all(isinstance(results[k], sa.exc.IntegrityError) for k in range(0, 50, 10))
+    assert all(results[k] == k for k in range(50) if k % 10)
+    with engine.connect() as c:
+        assert {r[0] for r in c.execute(sa.text("SELECT k FROM t"))} == {k for k in range(50) if k % 10}
+    assert lock.taken < 15, lock.taken  # grouped, not a transaction per write
+    assert {name.split("_")[0] for name in ran_on} == {"igsched-group"}  # one thread of the group's own
+    group.close()
+
+
+def test_threads_and_the_event_loop_writing_at_once_all_get_their_answer(engine: sa.Engine) -> None:
+    """The lead passes between caller threads and the group's own thread without being lost:
+    every write is committed and answered, whichever arrived first."""
+    lock = CountingLock()
+    group = GroupCommit(engine, lock)
+    thread_results: dict[int, Any] = {}
+
+    def writer(k: int) -> None:
+        thread_results[k] = group.run(_insert(k, f"t{k}"))
+
+    async def main() -> list[Any]:
+        futures = []
+        threads = []
+        for k in range(60):
+            if k % 2:
+                futures.append(group.submit(_insert(k, f"l{k}")))
+            else:
+                t = threading.Thread(target=writer, args=(k,))
+                t.start()
+                threads.append(t)
+            if k % 7 == 0:
+                await asyncio.sleep(0.001)
+        done = await asyncio.wait_for(asyncio.gather(*futures), 10)
+        for t in threads:
+            await asyncio.to_thread(t.join, 10)
+        return done
+
+    loop_results = asyncio.run(main())
+    assert loop_results == list(range(1, 60, 2))
+    assert thread_results == {k: k for k in range(0, 60, 2)}
+    with engine.connect() as c:
+        assert sorted(r[0] for r in c.execute(sa.text("SELECT k FROM t"))) == list(range(60))
+    group.close()
+
+
+def test_a_cancelled_callers_write_still_stands_and_a_failed_commit_fails_all_it_carried(engine: sa.Engine) -> None:
+    lock = CountingLock()
+    group = GroupCommit(engine, lock)
+
+    def refuse(conn: Connection) -> None:
+        raise sa.exc.OperationalError("COMMIT", {}, Exception("disk I/O error"))
+
+    async def main() -> None:
+        lock.lock.acquire()
+        cancelled = group.submit(_insert(1, "a"))
+        cancelled.cancel()  # its caller gave up (a stopping daemon): the write is not taken back
+        lock.lock.release()
+        assert await group.submit(_insert(2, "b")) == 2
+        sa.event.listen(engine, "commit", refuse)
+        try:
+            lock.lock.acquire()
+            failing = [group.submit(_insert(k, "c")) for k in (3, 4, 5)]
+            lock.lock.release()
+            outcomes = await asyncio.gather(*failing, return_exceptions=True)
+        finally:
+            sa.event.remove(engine, "commit", refuse)
+        assert all(isinstance(o, sa.exc.OperationalError) for o in outcomes)
+
+    asyncio.run(main())
+    with engine.connect() as c:
+        assert sorted(r[0] for r in c.execute(sa.text("SELECT k FROM t"))) == [1, 2]
+    group.close()

@@ -1,0 +1,51 @@
+"""Store writes that are one unit of work: the method builds `work(conn)`, and the store
+decides how it runs (store/__init__.py `Store.call`).
+
+Called as usual (`store.transition(post, ...)`), such a method runs its work in a transaction
+of its own, or, on SQLite, in a group commit, and returns what the work returned. From the
+event loop, `Store.call` hands the work itself to the group commit (group.py `submit`), so the
+daemon's hot writes wait for their commit without a thread each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
+
+from sqlalchemy import Connection
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Work = Callable[[Connection], T]
+
+
+class _Writes(Protocol):
+    def _write(self, work: Work[T]) -> T: ...
+
+
+class BoundWrite(Generic[P, T]):
+    """A grouped write bound to its store: call it for the result, or take its `work`."""
+
+    __slots__ = ("_make", "_store")
+
+    def __init__(self, store: _Writes, make: Callable[Concatenate[Any, P], Work[T]]) -> None:
+        self._store = store
+        self._make = make
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._store._write(self._make(self._store, *args, **kwargs))
+
+    def work(self, *args: P.args, **kwargs: P.kwargs) -> Work[T]:
+        """The unit of work, with the call's own reading of the clock (cheap: no I/O)."""
+        return self._make(self._store, *args, **kwargs)
+
+
+class grouped(Generic[P, T]):
+    """Mark a store method that returns its unit of work (see the module's docstring)."""
+
+    def __init__(self, make: Callable[Concatenate[Any, P], Work[T]]) -> None:
+        self._make = make
+        self.__doc__ = make.__doc__
+
+    def __get__(self, store: _Writes, owner: type | None = None) -> BoundWrite[P, T]:
+        return BoundWrite(store, self._make)
