@@ -25,7 +25,6 @@ READ_ONLY = "igsched_read_only"  # execution option: a transaction that only rea
 ONE_STATEMENT = "igsched_one_statement"
 # Connections per engine: the daemon runs at most DB_THREADS store calls at once (its
 # database thread pool), whatever its number of workers; a few more for the CLI and duties.
-# Three daemons then hold at most 3 × (DB_THREADS + 4) PostgreSQL connections, 3 × 10 idle.
 DB_THREADS = 12
 POOL_SIZE = DB_THREADS + 4
 
@@ -58,9 +57,12 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
     # hide_parameters: a failed statement's message (logged, shown) never carries a post's values
-    # PostgreSQL: a connection held idle costs the server (several daemons, max_connections),
-    # so fewer are kept than may be open at once
-    engine = sa.create_engine(url, pool_size=10, max_overflow=POOL_SIZE - 6, hide_parameters=True)
+    # PostgreSQL: every connection the daemon uses at once stays open. A pool keeping fewer
+    # than that closed a connection at nearly every hand-back in a burst and opened another
+    # (a server process forked and authenticated each time): in a 10,000-post run the server
+    # was starting backends all along. Three daemons hold at most 3 × (POOL_SIZE + 4), well
+    # within the server's default max_connections of 100.
+    engine = sa.create_engine(url, pool_size=POOL_SIZE, max_overflow=4, hide_parameters=True)
     _ping_when_idle(engine)
     return engine
 

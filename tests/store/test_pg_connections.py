@@ -4,6 +4,7 @@ pool are used without a ping (a burst's store calls are one round trip each, not
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -62,5 +63,31 @@ def test_only_connections_that_rested_are_pinged(pg_migrated_url: str, monkeypat
         monkeypatch.setattr(engine, "PING_AFTER_IDLE_S", 0.0)  # now every one has rested
         store.list_posts(["planned"])
         assert len(pings) == 1
+    finally:
+        store.close()
+
+
+def test_as_many_store_calls_as_the_daemon_makes_at_once_reuse_their_connections(pg_migrated_url: str) -> None:
+    """DB_THREADS store calls at once, round after round (a burst): each connection is opened
+    once and kept. A pool keeping fewer than that closed one at nearly every hand-back and
+    opened another (a server process forked each time)."""
+    store = Store(pg_migrated_url)
+    opened: list[object] = []
+    sa.event.listen(store.engine, "connect", lambda conn, _rec: opened.append(conn))
+    try:
+        barrier = threading.Barrier(engine.DB_THREADS)
+
+        def calls() -> None:
+            for _ in range(20):
+                barrier.wait(timeout=10)  # all of them hold a connection at the same moment
+                with store.engine.connect() as c:
+                    c.execute(sa.text("SELECT pg_sleep(0.002)"))
+
+        threads = [threading.Thread(target=calls) for _ in range(engine.DB_THREADS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(opened) <= engine.DB_THREADS, len(opened)  # 20 rounds, no connection opened twice
     finally:
         store.close()
