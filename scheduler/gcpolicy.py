@@ -7,7 +7,8 @@ publishes it ran hundreds of times and its full collections took 15-90 ms each, 
 thread and the event loop stopped (`bench/`: the burst's span went from 3.5-3.7 s to
 2.9-3.0 s with these settings). What the daemon made at start-up lives as long as the process,
 so it is moved out of the collector's sight (`gc.freeze`), and young objects are collected in
-larger batches. Reference counting still frees everything that is not in a cycle at once.
+larger batches. Reference counting still frees everything that is not in a cycle at once; a
+cycle among the frozen start-up objects is never collected (they live as long as the process).
 """
 
 from __future__ import annotations

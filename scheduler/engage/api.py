@@ -111,8 +111,8 @@ class Engagement:
 
     async def aclose(self) -> None:
         await self.rt.aclose()  # writes the call log that is left
-        if self._own_store:
-            self.store.close()
+        if self._own_store:  # waits for the group commit's writes: not on the event loop
+            await asyncio.to_thread(self.store.close)
 
     # --- accounts ------------------------------------------------------------------------
     def account(self, name: str | None) -> AccountSettings:

@@ -2,7 +2,8 @@
 public face: callers use `Store` and the names exported here, never a submodule or a
 transaction. Every SQL statement lives in this package.
 
-Methods are synchronous and short; the daemon calls them through asyncio.to_thread.
+Methods are synchronous and short; the daemon calls them through `Store.call`: in a worker
+thread, or, for a grouped write on SQLite, straight into the group commit (grouped.py).
 """
 
 from __future__ import annotations

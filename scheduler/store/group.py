@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 MAX_BATCH = 128  # a bound on how long one commit keeps its earliest writer waiting
 
 
@@ -64,16 +66,20 @@ class _Write(Generic[T]):
 
 
 def _settle(items: list[_Write[Any]]) -> None:
-    """In the event loop: answer the committed writes submitted from it."""
+    """In the event loop: answer the committed writes submitted from it (each on its own: one
+    answer that cannot be given must not keep the others from theirs)."""
     for item in items:
         fut = item.future
         assert fut is not None
         if fut.done():  # its caller was cancelled (the write stands all the same)
             continue
-        if item.error is not None:
-            fut.set_exception(item.error)
-        else:
-            fut.set_result(item.result)
+        try:
+            if item.error is not None:
+                fut.set_exception(item.error)
+            else:
+                fut.set_result(item.result)
+        except Exception as e:  # e.g. an error that cannot be raised through a future
+            fut.set_exception(RuntimeError(f"the write's outcome could not be delivered: {type(e).__name__}"))
 
 
 class _Redo(Exception):
@@ -102,20 +108,25 @@ class GroupCommit:
         loop = asyncio.get_running_loop()
         item: _Write[T] = _Write(work, loop.create_future(), loop)
         with self._lock:
+            if not self._leading:
+                # started under the lock: should no thread be had, nothing was queued and
+                # nobody waits behind a lead that never began
+                self._start_drain()
+                self._leading = True
             self._pending.append(item)
-            start = not self._leading
-            self._leading = True
-        if start:
-            self._start_drain()
         assert item.future is not None
         return item.future
 
     def close(self) -> None:
-        """Wait for the writes under way to be committed (and answered)."""
-        if self._drainer is not None:
-            self._drainer.shutdown(wait=True)
+        """Wait for the writes under way to be committed (and answered). The group stays
+        usable: a later write starts a new thread."""
+        with self._lock:
+            drainer, self._drainer = self._drainer, None
+        if drainer is not None:
+            drainer.shutdown(wait=True)
 
     def _start_drain(self) -> None:
+        """Hand the lead to the group's own thread (called with self._lock held)."""
         if self._drainer is None:
             self._drainer = ThreadPoolExecutor(1, "igsched-group")
         self._drainer.submit(self._drain)
@@ -128,7 +139,10 @@ class GroupCommit:
                     self._leading = False
                     return
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            self._commit(batch)
+            try:
+                self._commit(batch)
+            except Exception:  # _commit answers every write of the batch whatever happens
+                log.exception("a group commit failed unexpectedly")
 
     def run(self, work: Callable[[Connection], T]) -> T:
         """Run `work(conn)` in a transaction shared with other threads' writes; return what it
@@ -152,16 +166,19 @@ class GroupCommit:
                     batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                 self._commit(batch)
         finally:
-            drain = False
+            lead_on = False
             with self._lock:
                 if not self._pending:
                     self._leading = False
                 elif (wake := self._pending[0].wake) is not None:
                     wake.set()  # its thread leads next
-                else:
-                    drain = True  # submitted from the loop: no thread of its own to lead
-            if drain:
-                self._start_drain()
+                else:  # submitted from the loop: no thread of its own to lead
+                    try:
+                        self._start_drain()
+                    except RuntimeError:  # no thread to be had: this one leads them
+                        lead_on = True
+            if lead_on:
+                self._drain()
         return item.outcome()
 
     def _commit(self, batch: list[_Write[Any]]) -> None:

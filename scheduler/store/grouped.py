@@ -9,8 +9,9 @@ daemon's hot writes wait for their commit without a thread each.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, Self, TypeVar, cast, overload
 
 from sqlalchemy import Connection
 
@@ -45,7 +46,19 @@ class grouped(Generic[P, T]):
 
     def __init__(self, make: Callable[Concatenate[Any, P], Work[T]]) -> None:
         self._make = make
-        self.__doc__ = make.__doc__
+        functools.update_wrapper(cast(Any, self), make)  # name, docstring, signature for help()
 
-    def __get__(self, store: _Writes, owner: type | None = None) -> BoundWrite[P, T]:
+    @overload
+    def __get__(self, store: None, owner: type | None = None) -> Self: ...
+
+    @overload
+    def __get__(self, store: _Writes, owner: type | None = None) -> BoundWrite[P, T]: ...
+
+    def __get__(self, store: _Writes | None, owner: type | None = None) -> BoundWrite[P, T] | Self:
+        if store is None:  # looked up on the class
+            return self
         return BoundWrite(store, self._make)
+
+    def __call__(self, store: _Writes, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Called on the class with the store first, as a plain method would be."""
+        return store._write(self._make(store, *args, **kwargs))

@@ -281,3 +281,58 @@ def test_a_cancelled_callers_write_still_stands_and_a_failed_commit_fails_all_it
     with engine.connect() as c:
         assert sorted(r[0] for r in c.execute(sa.text("SELECT k FROM t"))) == [1, 2]
     group.close()
+
+
+def test_a_thread_leading_hands_the_lead_to_the_groups_thread_for_writes_from_the_loop(engine: sa.Engine) -> None:
+    """A caller thread leads; a write from the loop arrives behind it. When the thread's own
+    write is done, the loop's write must still be committed and answered."""
+    lock = CountingLock()
+    group = GroupCommit(engine, lock)
+
+    async def main() -> int:
+        lock.lock.acquire()  # the thread's commit waits here, leading
+        leader = threading.Thread(target=group.run, args=(_insert(1, "thread"),))
+        leader.start()
+        while not group._leading:  # the thread took the lead
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.02)  # ... and its write left the queue for its commit
+        answer = group.submit(_insert(2, "loop"))  # arrives behind it
+        lock.lock.release()
+        await asyncio.to_thread(leader.join, 5)
+        return await asyncio.wait_for(answer, 5)
+
+    assert asyncio.run(main()) == 2
+    with engine.connect() as c:
+        assert sorted(r[0] for r in c.execute(sa.text("SELECT k FROM t"))) == [1, 2]
+    assert not group._leading
+    group.close()
+
+
+def test_a_cancelled_write_in_a_commit_does_not_keep_the_others_from_their_answers(engine: sa.Engine) -> None:
+    lock = CountingLock()
+    group = GroupCommit(engine, lock)
+
+    async def main() -> list[Any]:
+        lock.lock.acquire()
+        futures = [group.submit(_insert(k, "x")) for k in range(1, 5)]
+        await asyncio.sleep(0.02)  # the group's thread leads, waiting for the lock
+        futures[1].cancel()
+        lock.lock.release()
+        return await asyncio.wait_for(asyncio.gather(futures[0], *futures[2:]), 5)
+
+    assert asyncio.run(main()) == [1, 3, 4]
+    with engine.connect() as c:  # the cancelled caller's write stands all the same
+        assert sorted(r[0] for r in c.execute(sa.text("SELECT k FROM t"))) == [1, 2, 3, 4]
+    group.close()
+
+
+def test_a_closed_group_takes_writes_again(engine: sa.Engine) -> None:
+    group = GroupCommit(engine, CountingLock())
+
+    async def one(k: int) -> int:
+        return await group.submit(_insert(k, "x"))
+
+    assert asyncio.run(one(1)) == 1
+    group.close()
+    assert asyncio.run(one(2)) == 2  # a new thread of its own
+    group.close()

@@ -19,7 +19,8 @@ def _by_mapping(cls: type, row: sa.Row) -> object:
     return cls(**{f.name: m[f.name] for f in dataclasses.fields(cls)})
 
 
-def test_a_row_that_is_the_record_gives_the_same_record_as_by_name(db_url: str) -> None:
+def test_a_row_that_is_the_record_gives_the_same_record_as_by_name(db_url: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store(db_url)
     store.sync_accounts(settings_for(db_url).accounts)
     store.enqueue([image_spec("r", caption="café"), image_spec("s")], "t")
@@ -29,14 +30,24 @@ def test_a_row_that_is_the_record_gives_the_same_record_as_by_name(db_url: str) 
         # the same columns in another order, and with one more: the general path
         shuffled = c.execute(sa.select(*reversed(list(posts.c)), sa.literal(1).label("extra"))).first()
     assert account_row is not None and shuffled is not None
-    for row in post_rows:
+    expected = [_by_mapping(rec.PostRecord, row) for row in post_rows]
+    by_name = _by_mapping(rec.PostRecord, shuffled)
+
+    def no_init(*_a: object, **_k: object) -> None:
+        raise AssertionError("the fast path builds the record without __init__")
+
+    monkeypatch.setattr(rec.PostRecord, "__init__", no_init)
+    for row, want in zip(post_rows, expected, strict=True):
         fast = rec.PostRecord.from_row(row)
         assert type(fast) is rec.PostRecord
-        assert fast == _by_mapping(rec.PostRecord, row)
-        assert dataclasses.replace(fast, state="x").state == "x"
+        assert fast == want
         with pytest.raises(dataclasses.FrozenInstanceError):
             fast.state = "x"  # type: ignore[misc]
-    assert rec.PostRecord.from_row(shuffled) == _by_mapping(rec.PostRecord, shuffled)
+    with pytest.raises(AssertionError, match="without __init__"):  # not the order: by name
+        rec.PostRecord.from_row(shuffled)
+    monkeypatch.undo()
+    assert rec.PostRecord.from_row(shuffled) == by_name
+    assert dataclasses.replace(rec.PostRecord.from_row(post_rows[0]), state="x").state == "x"
     assert rec.AccountRecord.from_row(account_row) == _by_mapping(rec.AccountRecord, account_row)
 
 
