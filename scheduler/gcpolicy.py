@@ -2,9 +2,9 @@
 
 Why: CPython's cyclic collector runs after every 700 net allocations of container objects and
 scans, in its oldest generation, everything the process ever kept: the imported modules,
-SQLAlchemy's tables and compiled statements, aiohttp's machinery. In a burst of 1,000
-publishes it ran hundreds of times and its full collections took 15-90 ms each, with every
-thread and the event loop stopped (`bench/`: the burst's span went from 3.5-3.7 s to
+SQLAlchemy's tables and compiled statements, aiohttp's machinery. In a bench run of 1,000
+posts (staging, then the burst) it ran 740 times, 0.66 s in all, its full collections taking
+15-90 ms each with every thread and the event loop stopped (`bench/`: the burst's span went from 3.5-3.7 s to
 2.9-3.0 s with these settings). What the daemon made at start-up lives as long as the process,
 so it is moved out of the collector's sight (`gc.freeze`), and young objects are collected in
 larger batches. Reference counting still frees everything that is not in a cycle at once; a
