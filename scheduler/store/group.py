@@ -43,10 +43,9 @@ MAX_BATCH = 128  # a bound on how long one commit keeps its earliest writer wait
 
 
 class _Write(Generic[T]):
-    __slots__ = ("done", "error", "future", "loop", "result", "wake", "work")
+    __slots__ = ("done", "error", "future", "result", "wake", "work")
 
-    def __init__(self, work: Callable[[Connection], T],
-                 future: asyncio.Future[T] | None = None, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(self, work: Callable[[Connection], T], future: asyncio.Future[T] | None = None) -> None:
         self.work = work
         self.done = False
         self.result: T | None = None
@@ -56,7 +55,6 @@ class _Write(Generic[T]):
         # or when its thread is handed the lead: one event per write, so a commit wakes its
         # own writers, not every waiting thread
         self.future = future
-        self.loop = loop
         self.wake = threading.Event() if future is None else None
 
     def outcome(self) -> T:
@@ -105,8 +103,7 @@ class GroupCommit:
         write, without a thread of its own waiting for it; the future is answered in the
         loop, once the transaction holding the write committed (all writes of one commit are
         answered in one hand-over to the loop)."""
-        loop = asyncio.get_running_loop()
-        item: _Write[T] = _Write(work, loop.create_future(), loop)
+        item: _Write[T] = _Write(work, asyncio.get_running_loop().create_future())
         with self._lock:
             if not self._leading:
                 # started under the lock: should no thread be had, nothing was queued and
@@ -203,8 +200,8 @@ class GroupCommit:
                 if item.wake is not None:
                     item.wake.set()
                 else:
-                    assert item.loop is not None
-                    submitted.setdefault(item.loop, []).append(item)
+                    assert item.future is not None
+                    submitted.setdefault(item.future.get_loop(), []).append(item)
             for loop, items in submitted.items():
                 with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
                     loop.call_soon_threadsafe(_settle, items)
