@@ -108,7 +108,7 @@ class Daemon:
     @property
     def stepping(self) -> bool:
         """A post's step or an engagement action is running or about to (claimed, queued for
-        a worker): `busy` without a claim in flight."""
+        a worker; actions: also being claimed): `busy` without a post claim in flight."""
         return bool(self._running) or bool(self._queued) or self.actions.busy
 
     def wake(self) -> None:

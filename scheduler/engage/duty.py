@@ -32,6 +32,7 @@ class ActionDuty:
         self._failures = Failures(log, "claiming due actions")
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[ActionRecord]] = set()
+        self._claiming = False  # a claim in flight: the actions it takes are about to run
         self.sent = 0  # actions worked (any outcome), for tests and logs
         self._stopping = False
         # (when the daemon's look began, when the next action is due: both on the monotonic
@@ -42,7 +43,9 @@ class ActionDuty:
 
     @property
     def busy(self) -> bool:
-        return bool(self._running)
+        """Actions are being worked or claimed (a claim in flight counts: the daemon's
+        idleness, and a test's time jump, must not fall between a claim and its work)."""
+        return bool(self._running) or self._claiming
 
     def start(self) -> None:
         if self._task is None:
@@ -111,8 +114,12 @@ class ActionDuty:
         free = self.rt.settings.daemon.workers - len(self._running)
         if free <= 0 or self._nothing_due():
             return
-        claimed = await self.rt.db(self.rt.store.claim_due_actions, self.rt.identity,
-                                   self.rt.settings.daemon.lease_s, free)
+        self._claiming = True
+        try:
+            claimed = await self.rt.db(self.rt.store.claim_due_actions, self.rt.identity,
+                                       self.rt.settings.daemon.lease_s, free)
+        finally:
+            self._claiming = False
         for action in claimed:
             task = asyncio.create_task(run_action(self.rt, action), name=f"action-{action.key}")
             self._running.add(task)

@@ -62,7 +62,7 @@ class CallLog:
     def unwritten_calls(self) -> list[CallRecord]:
         """Calls made but not yet written to api_calls: those a flush is writing right now
         included (until its commit they are in neither place; the container budget counts
-        them, and a call that lands meanwhile counts twice, the safe side)."""
+        them, telling a call that lands meanwhile from the table's by when it began)."""
         return [*self._writing, *self.calls]
 
     # --- the loop ------------------------------------------------------------------------

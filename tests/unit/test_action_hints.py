@@ -72,3 +72,28 @@ def test_a_stale_look_is_not_trusted() -> None:
     tick = duty.rt.settings.daemon.tick_s
     _hint(duty, None, looked_at=time.monotonic() - HINT_TICKS * tick - 1)  # no look lately
     assert not duty._nothing_due()
+
+
+def test_a_claim_in_flight_counts_as_busy() -> None:
+    """Between a claim and the start of its actions the duty is busy: the daemon's idleness
+    (and a test's time jump, which once let the lease of a claimed hide run out before it was
+    sent, so it was claimed and sent twice) must not fall in between."""
+    import asyncio
+
+    seen: list[bool] = []
+    duty: ActionDuty
+
+    class Store:
+        def claim_due_actions(self, *_args: object) -> list[object]:
+            return []
+
+    async def db(fn: Any, *args: Any) -> Any:
+        seen.append(duty.busy)
+        return fn(*args)
+
+    rt: Any = SimpleNamespace(settings=Settings(), store=Store(), db=db, identity="t")
+    duty = ActionDuty(rt)
+    assert not duty.busy
+    asyncio.run(duty._claim_and_run())
+    assert seen == [True]
+    assert not duty.busy

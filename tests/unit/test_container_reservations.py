@@ -10,6 +10,7 @@ from typing import Any
 
 from scheduler.clock import FakeClock
 from scheduler.config import Settings
+from scheduler.graph.endpoints import CREATE_CONTAINER
 from scheduler.pipeline.budget import CONTAINER_WINDOW, container_slot_at, release_slots
 
 NOW = datetime(2026, 11, 30, 12, 0, 0)
@@ -51,3 +52,15 @@ def test_the_slot_frees_when_the_oldest_creation_leaves_the_window() -> None:
     free_at, used = asyncio.run(container_slot_at(rt, "shop", 1))
     assert (free_at, used) == (oldest + CONTAINER_WINDOW, 2)
     assert rt.container_reservations == {}
+
+
+def test_a_call_written_while_the_budget_reads_counts_once() -> None:
+    """The flush commits between the read of the unwritten calls and the read of the table:
+    the call is in both, and counted once (it was counted twice, and a post waited with
+    "8 of 4 containers created" as its reason)."""
+    landing = NOW - timedelta(minutes=1)
+    call = SimpleNamespace(started_at=landing, account="shop", endpoint=CREATE_CONTAINER, outcome="ok")
+    other = SimpleNamespace(started_at=NOW - timedelta(seconds=5), account="shop", endpoint=CREATE_CONTAINER, outcome="ok")
+    rt = _runtime([NOW - timedelta(hours=2), landing], per_day=10)
+    rt.calllog = SimpleNamespace(unwritten_calls=lambda: [call, other])
+    assert asyncio.run(container_slot_at(rt, "shop", 1)) == (None, 3)
