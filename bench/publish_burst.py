@@ -60,7 +60,7 @@ def main() -> None:
         specs = [image_spec(f"b{i}", in_s=args.due_in, account=f"acct{i % args.accounts}", caption=f"post {i}")
                  for i in range(args.posts)]
         t0 = time.monotonic()
-        store.enqueue(specs, "bench")
+        store.enqueue(specs, "bench", skip_check=settings.skip_check())
         enqueue_s = time.monotonic() - t0
         daemon = Daemon(settings, store, stop_when_idle=True)
         t1 = time.monotonic()

@@ -46,7 +46,7 @@ from scheduler.store.engine import (
     upgrade,
 )
 from scheduler.store.group import GroupCommit
-from scheduler.store.grouped import BoundWrite, Work, grouped
+from scheduler.store.grouped import BoundWrite, OneByOne, Work, grouped
 from scheduler.store.history import CallLike
 from scheduler.store.lookahead import NextTimes, next_times
 from scheduler.store.posts import NotAllowed, PostNotFound
@@ -168,9 +168,14 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        """A read-only transaction (on SQLite it does not take the write lock)."""
+        """A read-only transaction (on SQLite it does not take the write lock). PostgreSQL:
+        in autocommit, since under READ COMMITTED each statement reads its own snapshot
+        anyway; a read is then one round trip instead of three (BEGIN, SELECT, ROLLBACK)."""
         with self.engine.connect() as conn:
-            conn.execution_options(**{READ_ONLY: True})
+            if self.dialect == "postgresql":
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+            else:
+                conn.execution_options(**{READ_ONLY: True})
             yield conn
 
     @contextmanager
@@ -192,6 +197,10 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
         other threads make at the same moment (group.py), on PostgreSQL its own transaction."""
         if self._group is not None:
             return self._group.run(work)
+        if isinstance(work, OneByOne):
+            with self.engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+                return work(conn)
         with self._tx() as conn:
             return work(conn)
 
@@ -320,8 +329,8 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
         token = post.lease_token
         assert token is not None
         now = self.now()
-        return lambda conn: claims.update_post(conn, post.id, token, now, actor, event, release, move,
-                                               post.state, **values)
+        return OneByOne(lambda conn: claims.update_post(conn, post.id, token, now, actor, event, release, move,
+                                                        post.state, **values))
 
     @grouped
     def update(self, post: PostRecord, actor: str, event: str | None = None, release: bool = True,
@@ -331,15 +340,15 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
         token = post.lease_token
         assert token is not None
         now = self.now()
-        return lambda conn: claims.update_post(conn, post.id, token, now, actor, event, release, None,
-                                               post.state, **values)
+        return OneByOne(lambda conn: claims.update_post(conn, post.id, token, now, actor, event, release, None,
+                                                        post.state, **values))
 
     @grouped
     def renew(self, post: PostRecord, lease_s: float) -> Work[bool]:
         token = post.lease_token
         assert token is not None
         now = self.now()
-        return lambda conn: claims.renew(conn, post.id, token, lease_s, now)
+        return OneByOne(lambda conn: claims.renew(conn, post.id, token, lease_s, now))
 
     def release_own_leases(self, owner: str) -> int:
         now = self.now()
@@ -405,7 +414,7 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
         """Change one media row while we still hold the post's lease (raises LeaseLost)."""
         token = post.lease_token
         assert token is not None
-        return lambda conn: claims.update_media(conn, post.id, token, media_id, values)
+        return OneByOne(lambda conn: claims.update_media(conn, post.id, token, media_id, values))
 
     @grouped
     def container_made(self, post: PostRecord, media_id: int, actor: str, container_id: str,

@@ -25,6 +25,7 @@ from scheduler.store.schema import (
     LANE_PUBLISHING,
     LANE_PUBLISHING_STATES,
     LEASED,
+    post_events,
     post_media,
     posts,
 )
@@ -112,11 +113,37 @@ def first_due_sql(dialect: str) -> tuple[str, str, str]:
 # than in SQLite).
 _FENCE = sa.select(posts).where(posts.c.id == sa.bindparam("pid"), posts.c.lease_token == sa.bindparam("tok"))
 _FENCE_LOCK = _FENCE.with_for_update()
-_UPDATE_POST = posts.update().where(posts.c.id == sa.bindparam("pid"))  # SET: the keys given
-_UPDATE_POST_RETURNING = _UPDATE_POST.returning(*posts.c)
-_UPDATE_POST_AS_SEEN = posts.update().where(
-    posts.c.id == sa.bindparam("pid"), posts.c.lease_token == sa.bindparam("tok"),
-    posts.c.state == sa.bindparam("seen")).returning(*posts.c)
+_HOLDER = sa.select(posts.c.state, posts.c.key).where(
+    posts.c.id == sa.bindparam("pid"), posts.c.lease_token == sa.bindparam("tok"))
+_EVENT_COLUMNS = ("post_id", "at", "from_state", "to_state", "reason", "actor")
+_EVENT_VALUES = (sa.bindparam("ev_at", type_=sa.DateTime), sa.bindparam("ev_from", type_=sa.String),
+                 sa.bindparam("ev_to", type_=sa.String), sa.bindparam("ev_reason", type_=sa.String),
+                 sa.bindparam("ev_actor", type_=sa.String))
+_SET_AS_SEEN: dict[tuple[str, tuple[str, ...], bool], sa.Executable] = {}
+
+
+def _set_as_seen(dialect: str, keys: tuple[str, ...], with_event: bool) -> sa.Executable:
+    """The compare-and-set of update_post: UPDATE … WHERE id, lease token and state as seen,
+    RETURNING the row. On PostgreSQL with its event in the same statement (a data-modifying
+    CTE inserts the event for the row it changed, none when it changed none): one round trip
+    for a transition, and atomic alone, so it needs no transaction around it. Built once per
+    set of columns."""
+    key = (dialect, keys, with_event)
+    stmt = _SET_AS_SEEN.get(key)
+    if stmt is None:
+        update = posts.update().where(
+            posts.c.id == sa.bindparam("pid"), posts.c.lease_token == sa.bindparam("tok"),
+            posts.c.state == sa.bindparam("seen"),
+        ).values({k: sa.bindparam(f"v_{k}", type_=posts.c[k].type) for k in keys}).returning(*posts.c)
+        if with_event and dialect == "postgresql":
+            moved = update.cte("moved")
+            event = post_events.insert().from_select(
+                list(_EVENT_COLUMNS), sa.select(moved.c.id, *_EVENT_VALUES)).cte("event")
+            stmt = sa.select(moved).add_cte(event)
+        else:
+            stmt = update
+        _SET_AS_SEEN[key] = stmt
+    return stmt
 
 
 @contextmanager
@@ -134,13 +161,15 @@ def update_post(
     event: str | None = None, release: bool = True, move: PostMove | None = None,
     expected: str | None = None, **values: Unpack[PostChanges],
 ) -> PostRecord:
-    """Compare-and-set on the lease token; `move` (a transition of lifecycle.POSTS, checked
-    against the post's current state) changes the state, and is recorded as an event.
-    Returns the post as it is afterwards.
+    """Compare-and-set on the lease token and the state; `move` (a transition of
+    lifecycle.POSTS, checked against the post's current state) changes the state, and is
+    recorded as an event. Returns the post as it is afterwards.
 
     `expected`: the state the caller last saw. The usual case, where it is still the state,
-    takes one UPDATE fenced by token and state; otherwise (or when the table refuses the move
-    from it) the row is read first, and LeaseLost or TransitionNotAllowed tell what changed."""
+    takes one UPDATE (on PostgreSQL the event rides in it); otherwise (or when the table
+    refuses the move from it) the state is read, LeaseLost or TransitionNotAllowed tell what
+    changed, and the compare-and-set is made against the state read. Every statement is
+    atomic on its own: no transaction is needed around it (`OneByOne`)."""
     unknown = set(values) - PostChanges.__optional_keys__
     if unknown:  # e.g. `state`: it changes only through a transition
         raise TypeError(f"not a column a step may change: {', '.join(sorted(unknown))}")
@@ -150,28 +179,49 @@ def update_post(
         row["hold"] = None  # a new reason: whatever the post was held for is over
     if release:
         row.update(lease_owner=None, lease_until=None, lease_token=None)
-    if expected is not None and (move is None or POSTS.allows(move, expected)):
-        new_state = POSTS.target(move, expected) if move is not None else expected
-        if move is not None:
-            row["state"] = new_state
-        done = conn.execute(_UPDATE_POST_AS_SEEN, {"pid": post_id, "tok": token, "seen": expected, **row}).first()
+    seen, ident = expected, "?"
+    for _ in range(3):  # the lease is ours: the state changes under us only by our own hand
+        if seen is None or (move is not None and not POSTS.allows(move, seen)):
+            held = conn.execute(_HOLDER, {"pid": post_id, "tok": token}).first()
+            if held is None:
+                raise LeaseLost(f"post {post_id}")
+            seen, ident = held.state, held.key
+        new_state = POSTS.target(move, seen, ident) if move is not None else seen
+        values_now = {**row, "state": new_state} if move is not None else row
+        with_event = new_state != seen or event is not None
+        stmt = _set_as_seen(conn.dialect.name, tuple(sorted(values_now)), with_event)
+        params = {"pid": post_id, "tok": token, "seen": seen, **{f"v_{k}": v for k, v in values_now.items()}}
+        if with_event:
+            params.update(ev_at=now, ev_from=seen, ev_to=new_state, ev_reason=event, ev_actor=actor)
+        done = conn.execute(stmt, params).first()
         if done is not None:
-            if new_state != expected or event:
-                add_event(conn, post_id, now, expected, new_state, event, actor)
+            if with_event and conn.dialect.name != "postgresql":
+                add_event(conn, post_id, now, seen, new_state, event, actor)
             return PostRecord.from_row(done)
-    with fenced(conn, post_id, token) as rec:
-        if move is not None:
-            row["state"] = POSTS.target(move, rec.state, rec.key)
-        done = conn.execute(_UPDATE_POST_RETURNING, {"pid": post_id, **row}).one()
-        new_state = row.get("state", rec.state)
-        if new_state != rec.state or event:
-            add_event(conn, post_id, now, rec.state, new_state, event, actor)
-        return PostRecord.from_row(done)
+        seen = None
+    raise LeaseLost(f"post {post_id}")
+
+
+_UPDATE_MEDIA: dict[tuple[str, tuple[str, ...]], sa.Executable] = {}
 
 
 def update_media(conn: Connection, post_id: int, token: str, media_id: int, values: MediaChanges) -> None:
-    with fenced(conn, post_id, token):
-        conn.execute(post_media.update().where(post_media.c.id == media_id).values(**values))
+    """One media row of a post we hold: one statement, fenced by the lease token in it (on
+    PostgreSQL with the post's row locked for the statement, as a claim would lock it)."""
+    keys = tuple(sorted(values))
+    stmt = _UPDATE_MEDIA.get((conn.dialect.name, keys))
+    if stmt is None:
+        held = _FENCE.with_only_columns(posts.c.id)
+        if conn.dialect.name == "postgresql":
+            held = held.with_for_update()
+        stmt = post_media.update().where(
+            post_media.c.id == sa.bindparam("mid"), post_media.c.post_id.in_(held),
+        ).values({k: sa.bindparam(f"v_{k}", type_=post_media.c[k].type) for k in keys})
+        _UPDATE_MEDIA[(conn.dialect.name, keys)] = stmt
+    done = conn.execute(stmt, {"mid": media_id, "pid": post_id, "tok": token,
+                               **{f"v_{k}": v for k, v in values.items()}})
+    if done.rowcount != 1:
+        raise LeaseLost(f"post {post_id}")
 
 
 def reset_containers(conn: Connection, post_id: int, token: str) -> None:

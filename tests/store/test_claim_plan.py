@@ -45,6 +45,37 @@ def counted(store: Store) -> Iterator[list[str]]:
         sa.event.remove(store.engine, "before_cursor_execute", note)
 
 
+@contextmanager
+def autocommits(store: Store) -> Iterator[list[bool]]:
+    """For each statement sent while inside: was its connection in autocommit (no BEGIN, no
+    COMMIT around it)?"""
+    seen: list[bool] = []
+
+    def note(conn: Any, *_: Any) -> None:
+        seen.append(bool(getattr(conn.connection.dbapi_connection, "autocommit", False)))
+
+    sa.event.listen(store.engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", note)
+
+
+def test_a_read_and_a_media_update_are_one_statement_each(store: Store) -> None:
+    """A step's read and its media row's change: one statement each (the lease fence rides in
+    the UPDATE); on PostgreSQL in autocommit, so each is one round trip, not three."""
+    store.enqueue([image_spec("rt", in_s=-1)], "t")
+    [p] = store.claim_due("d", 30, 1)
+    with counted(store) as seen, autocommits(store) as autocommit:
+        [m] = store.media(p.id)
+        store.update_media(p, m.id, container_id="c1", status_code="IN_PROGRESS")
+    kinds = [q.lstrip().split()[0].upper() for q in seen if not q.startswith("BEGIN")]
+    assert kinds == ["SELECT", "UPDATE"], seen
+    if store.dialect == "postgresql":
+        assert autocommit == [True, True]
+    assert (store.media(p.id)[0].container_id, store.media(p.id)[0].status_code) == ("c1", "IN_PROGRESS")
+
+
 def _fill(store: Store) -> None:
     """A big queue, every post due now: the case where a sorting claim crawls."""
     store.enqueue([image_spec(f"p{i}", in_s=-30) for i in range(QUEUE)], "t")
@@ -173,14 +204,21 @@ def test_a_due_post_goes_from_claim_to_published_in_three_transactions(store: St
 
 def test_a_step_as_seen_writes_without_reading_and_a_stale_view_reads_first(store: Store) -> None:
     """A transition from the state the worker saw: one UPDATE fenced by token and state (and
-    the event row). From a view that is out of date: the row is read, and the table decides
-    from the state as it is."""
+    the event row; on PostgreSQL both in one statement, in no transaction: one round trip).
+    From a view that is out of date: the row is read, and the table decides from the state
+    as it is."""
     store.enqueue([image_spec("seen", in_s=-1)], "t")
     [p] = store.claim_due("d", 30, 1)
-    with counted(store) as seen:
+    with counted(store) as seen, autocommits(store) as autocommit:
         after = store.transition(p, PostMove.TO_READY, "d", release=False, container_id="c1")
-    kinds = [q.lstrip().split()[0].upper() for q in seen if not q.startswith(("BEGIN", "SAVEPOINT", "RELEASE"))]
-    assert kinds == ["UPDATE", "INSERT"], seen
+    if store.dialect == "postgresql":
+        assert len(seen) == 1 and seen[0].startswith("WITH moved AS"), seen
+        assert autocommit == [True]  # no BEGIN, no COMMIT
+        assert "INSERT INTO post_events" in seen[0]
+    else:
+        kinds = [q.lstrip().split()[0].upper() for q in seen if not q.startswith(("BEGIN", "SAVEPOINT", "RELEASE"))]
+        assert kinds == ["UPDATE", "INSERT"], seen
+    assert [e["to_state"] for e in store.events(p.id)][-1] == State.READY
     assert after.state == State.READY and after.container_id == "c1" and after.lease_token == p.lease_token
     # `p` still says planned: the UPDATE fenced by that state matches nothing, the row is read
     with counted(store) as seen:
