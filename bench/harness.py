@@ -238,6 +238,19 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def postgres_cpu_s() -> float:
+    """User + system CPU seconds of this machine's PostgreSQL server processes (every
+    process named `postgres`: the bench's server is local, and nothing else uses it then)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if (entry / "comm").read_text().strip() == "postgres":
+                total += proc_cpu_s(int(entry.name))
+    return total
+
+
 def proc_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

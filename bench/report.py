@@ -79,6 +79,15 @@ def _staged(r: dict[str, Any]) -> str:
             f"{r['staging_s']} s): the figure includes staging; re-run with a longer --lead")
 
 
+def _split(r: dict[str, Any]) -> str:
+    """The burst's CPU by process, and the cores it kept busy (what bounds more daemons)."""
+    split = r.get("cpu_ms_per_post")
+    if not split:
+        return ""
+    parts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in split.items())
+    return f"CPU ms/post: {parts}; {r.get('cores_busy')} cores busy; "
+
+
 def _la(x: list[float] | None) -> str:
     return "/".join(f"{v:.1f}" for v in x) if x else "?"
 
@@ -119,6 +128,7 @@ def table(doc: dict[str, Any]) -> str:
                 f"| {r['posts']} posts / {r['accounts']} accounts, PostgreSQL, {r['daemons']} daemon(s) "
                 f"| {r['posts_per_s']} posts/s ({r['speedup_vs_one']}× one daemon), span {r['span_s']} s, "
                 f"p99 {r['lateness_s']['p99']} s; daemon CPU {r.get('daemon_cpu_ms_per_post')} ms/post; "
+                f"{_split(r)}"
                 f"published once: {r['published_once']}; {_staged(r)} "
                 f"| span {f['span_s']} s ({round(f['posts'] / f['span_s'], 1) if f['span_s'] else '?'} posts/s) "
                 f"| {_la(r['loadavg'])} |")

@@ -30,6 +30,7 @@ from bench.harness import (
     Emulator,
     loadavg,
     percentile,
+    postgres_cpu_s,
     proc_cpu_s,
     proc_rss_mb,
     write_config,
@@ -128,7 +129,15 @@ def burst(emu: Emulator, db_url: str, accounts: list[Account], posts: int, daemo
     procs.start(configs, accounts, folder)
     ready_at = published_at = followed_at = None
     ready_before_due = 0
-    cpu_due = cpu_published = None  # the daemons' CPU seconds: the burst's cost, whatever the machine's pace
+    # CPU seconds of the daemons, PostgreSQL and the fake API (the burst's cost, whatever the
+    # machine's pace), from the last look before the first due time to the first look with all
+    # published; with the window's wall time they say how many cores the burst kept busy
+    cpu_due: tuple[float, float, float, float] | None = None
+    cpu_published: tuple[float, float, float, float] | None = None
+    pg = db_url.startswith("postgresql")
+
+    def cpu() -> tuple[float, float, float, float]:
+        return (procs.cpu_s(), postgres_cpu_s() if pg else 0.0, proc_cpu_s(emu.proc.pid), time.monotonic())
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and procs.alive():
@@ -138,10 +147,10 @@ def burst(emu: Emulator, db_url: str, accounts: list[Account], posts: int, daemo
                 ready_at = now
             if now < due0.timestamp():
                 ready_before_due = counts.get("ready", 0)
-                cpu_due = procs.cpu_s()
+                cpu_due = cpu()
             if published_at is None and counts.get("published", 0) >= posts:
                 published_at = now
-                cpu_published = procs.cpu_s()
+                cpu_published = cpu()
             if published_at is not None and counts.get("followup", 0) == 0:
                 followed_at = now
                 break
@@ -169,12 +178,25 @@ def burst(emu: Emulator, db_url: str, accounts: list[Account], posts: int, daemo
         "calls_per_post": {k: round(v / max(1, posts), 3) for k, v in sorted(calls.items())},
         "calls_total_per_post": round(sum(calls.values()) / max(1, posts), 3),
         # from the last look before the first due time to the first look with all published
-        "daemon_cpu_ms_per_post": round(1000 * (cpu_published - cpu_due) / posts, 2)
+        "daemon_cpu_ms_per_post": round(1000 * (cpu_published[0] - cpu_due[0]) / posts, 2)
         if cpu_due is not None and cpu_published is not None else None,
+        **_cpu_split(cpu_due, cpu_published, posts, pg),
         "followups_done_s": round(followed_at - t_enqueue, 2) if followed_at else None,
         "loadavg": load_start, "loadavg_end": load_end,
         "log_tail": procs.log_tail()[-800:] if len(rows) < posts else "",
     }
+
+
+def _cpu_split(before: tuple[float, ...] | None, after: tuple[float, ...] | None, posts: int,
+               pg: bool) -> dict[str, Any]:
+    """The burst's CPU per post by process (daemons, PostgreSQL, fake API) and the cores they
+    kept busy together: what bounds the speed-up further daemons can bring on this machine."""
+    if before is None or after is None:
+        return {}
+    d = [b - a for a, b in zip(before, after, strict=True)]
+    split = {"daemons": d[0], "fake_api": d[2]} | ({"postgres": d[1]} if pg else {})
+    return {"cpu_ms_per_post": {k: round(1000 * v / posts, 2) for k, v in split.items()},
+            "cores_busy": round(sum(split.values()) / max(1e-9, d[3]), 2)}
 
 
 def _published_once(emu: Emulator, since: int, published: int) -> bool:
