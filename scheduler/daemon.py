@@ -121,6 +121,7 @@ class Daemon:
         # would only queue for a connection (or, on SQLite, for the one writer)
         loop.set_default_executor(ThreadPoolExecutor(self.store.db_threads, "igsched-db"))
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # SIGHUP too: systemd restarts us
+            # NotImplementedError: asyncio has no signal handlers on this platform (Windows)
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
         await asyncio.to_thread(self.store.sync_accounts, self.settings.accounts)

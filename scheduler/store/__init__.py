@@ -171,11 +171,21 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
         """A read-only transaction (on SQLite it does not take the write lock). PostgreSQL:
         in autocommit, since under READ COMMITTED each statement reads its own snapshot
         anyway; a read is then one round trip instead of three (BEGIN, SELECT, ROLLBACK)."""
+        if self.dialect == "postgresql":
+            with self._autocommit() as conn:
+                yield conn
+            return
         with self.engine.connect() as conn:
-            if self.dialect == "postgresql":
-                conn.execution_options(isolation_level="AUTOCOMMIT")
-            else:
-                conn.execution_options(**{READ_ONLY: True})
+            conn.execution_options(**{READ_ONLY: True})
+            yield conn
+
+    @contextmanager
+    def _autocommit(self) -> Iterator[Connection]:
+        """PostgreSQL: a connection whose every statement commits on its own (no BEGIN, no
+        COMMIT or ROLLBACK round trips), for reads and for work that is atomic statement by
+        statement."""
+        with self.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
     @contextmanager
@@ -194,12 +204,12 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
 
     def _write(self, work: Callable[[Connection], T]) -> T:
         """A write on the daemon's hot path: on SQLite committed together with the writes
-        other threads make at the same moment (group.py), on PostgreSQL its own transaction."""
+        other threads make at the same moment (group.py); on PostgreSQL its own transaction,
+        or none for work that is atomic statement by statement (`OneByOne`)."""
         if self._group is not None:
             return self._group.run(work)
         if isinstance(work, OneByOne):
-            with self.engine.connect() as conn:
-                conn.execution_options(isolation_level="AUTOCOMMIT")
+            with self._autocommit() as conn:
                 return work(conn)
         with self._tx() as conn:
             return work(conn)
@@ -293,11 +303,11 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
         """When posts and actions are next due, and whether webhook events wait: one
         statement, in no transaction of its own on SQLite (a lone SELECT reads one snapshot)
         and in autocommit on PostgreSQL; it never waits for the writer."""
+        if self.dialect == "postgresql":
+            with self._autocommit() as conn:
+                return next_times(conn)
         with self.engine.connect() as conn:
-            if self.dialect == "postgresql":
-                conn.execution_options(isolation_level="AUTOCOMMIT")
-            else:
-                conn.execution_options(**{ONE_STATEMENT: True})
+            conn.execution_options(**{ONE_STATEMENT: True})
             return next_times(conn)
 
     def claim(self, owner: str, lease_s: float, limit: int, look_first: bool = False) -> Claim:

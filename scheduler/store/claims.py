@@ -8,7 +8,7 @@ changes nothing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Unpack
@@ -122,6 +122,15 @@ _EVENT_VALUES = (sa.bindparam("ev_at", type_=sa.DateTime), sa.bindparam("ev_from
 _SET_AS_SEEN: dict[tuple[str, tuple[str, ...], bool], sa.Executable] = {}
 
 
+def _set_clause(table: sa.Table, keys: tuple[str, ...]) -> dict[str, sa.BindParameter[Any]]:
+    """SET for the columns `keys`, bound as v_<column> (apart from the WHERE's parameters)."""
+    return {k: sa.bindparam(f"v_{k}", type_=table.c[k].type) for k in keys}
+
+
+def _set_params(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {f"v_{k}": v for k, v in values.items()}
+
+
 def _set_as_seen(dialect: str, keys: tuple[str, ...], with_event: bool) -> sa.Executable:
     """The compare-and-set of update_post: UPDATE … WHERE id, lease token and state as seen,
     RETURNING the row. On PostgreSQL with its event in the same statement (a data-modifying
@@ -134,7 +143,7 @@ def _set_as_seen(dialect: str, keys: tuple[str, ...], with_event: bool) -> sa.Ex
         update = posts.update().where(
             posts.c.id == sa.bindparam("pid"), posts.c.lease_token == sa.bindparam("tok"),
             posts.c.state == sa.bindparam("seen"),
-        ).values({k: sa.bindparam(f"v_{k}", type_=posts.c[k].type) for k in keys}).returning(*posts.c)
+        ).values(_set_clause(posts, keys)).returning(*posts.c)
         if with_event and dialect == "postgresql":
             moved = update.cte("moved")
             event = post_events.insert().from_select(
@@ -190,7 +199,7 @@ def update_post(
         values_now = {**row, "state": new_state} if move is not None else row
         with_event = new_state != seen or event is not None
         stmt = _set_as_seen(conn.dialect.name, tuple(sorted(values_now)), with_event)
-        params = {"pid": post_id, "tok": token, "seen": seen, **{f"v_{k}": v for k, v in values_now.items()}}
+        params = {"pid": post_id, "tok": token, "seen": seen, **_set_params(values_now)}
         if with_event:
             params.update(ev_at=now, ev_from=seen, ev_to=new_state, ev_reason=event, ev_actor=actor)
         done = conn.execute(stmt, params).first()
@@ -216,10 +225,9 @@ def update_media(conn: Connection, post_id: int, token: str, media_id: int, valu
             held = held.with_for_update()
         stmt = post_media.update().where(
             post_media.c.id == sa.bindparam("mid"), post_media.c.post_id.in_(held),
-        ).values({k: sa.bindparam(f"v_{k}", type_=post_media.c[k].type) for k in keys})
+        ).values(_set_clause(post_media, keys))
         _UPDATE_MEDIA[(conn.dialect.name, keys)] = stmt
-    done = conn.execute(stmt, {"mid": media_id, "pid": post_id, "tok": token,
-                               **{f"v_{k}": v for k, v in values.items()}})
+    done = conn.execute(stmt, {"mid": media_id, "pid": post_id, "tok": token, **_set_params(values)})
     if done.rowcount != 1:
         raise LeaseLost(f"post {post_id}")
 
