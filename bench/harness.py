@@ -155,10 +155,13 @@ def write_config(folder: Path, db_url: str, base_url: str, identity: str, accoun
 
 @dataclass
 class Daemons:
-    """Daemon processes, each with its own configuration (identity)."""
+    """Daemon processes, each with its own configuration (identity); with `cpu_cap`, each
+    held to that fraction of one core, as if on a host of its own (`CpuCap`)."""
 
+    cpu_cap: float | None = None
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
+    caps: list[CpuCap] = field(default_factory=list)
 
     def start(self, configs: list[Path], accounts: list[Account], folder: Path) -> None:
         env = {**os.environ, **{a.env: a.token for a in accounts}}
@@ -171,11 +174,15 @@ class Daemons:
                 spy = Path(sys.executable).parent / "py-spy"
                 cmd = [str(spy), "record", "--threads", "-f", "raw", "-r", "50",
                        "-o", str(Path(profile) / f"{cfg.stem}.txt"), "--", *cmd]
+            cap = CpuCap(self.cpu_cap) if self.cpu_cap else None
             with log.open("wb") as err:
                 self.procs.append(subprocess.Popen(
-                    cmd,
-                    cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err))
+                    cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err,
+                    # the child joins its cap before exec: start-up is held to it too
+                    preexec_fn=cap.join if cap else None))
             self.logs.append(log)
+            if cap:
+                self.caps.append(cap)
 
     def stop(self) -> None:
         # py-spy writes its profile on SIGINT
@@ -190,6 +197,13 @@ class Daemons:
                 p.kill()
                 p.wait()
         self.procs.clear()
+        for cap in self.caps:
+            cap.remove()
+        self.caps.clear()
+
+    def throttled_s(self) -> float:
+        """Seconds the daemons' caps held them back so far (0 without caps)."""
+        return sum(cap.throttled_s() for cap in self.caps)
 
     def cpu_s(self) -> float:
         """User + system CPU seconds of the daemons so far."""
@@ -200,6 +214,51 @@ class Daemons:
 
     def log_tail(self) -> str:
         return "\n".join(p.read_text()[-2000:] for p in self.logs if p.exists())
+
+
+class CpuCap:
+    """One process held to a fraction of one core by the kernel's CFS bandwidth control: a
+    cgroup of its own (v2 `cpu.max`, else v1 `cpu.cfs_quota_us`). The bench uses it to show
+    whether daemons scale when each has CPU of its own, as on hosts of their own, on a
+    machine whose few cores the database and the fake API share. Needs a writable cgroup
+    file system (root, or a delegated subtree)."""
+
+    PERIOD_US = 10_000  # short periods: a capped daemon runs often for a little, not 100 ms on, 200 off
+
+    def __init__(self, fraction: float) -> None:
+        if not 0 < fraction <= (os.cpu_count() or 1):
+            raise ValueError(f"a CPU cap of {fraction} cores is not possible here")
+        quota = max(1000, round(fraction * self.PERIOD_US))
+        name = f"igsched-bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        v2 = Path("/sys/fs/cgroup/cgroup.controllers")
+        try:
+            if v2.exists() and "cpu" in v2.read_text().split():
+                self.path = Path("/sys/fs/cgroup") / name
+                self.path.mkdir()
+                (self.path / "cpu.max").write_text(f"{quota} {self.PERIOD_US}")
+            else:
+                self.path = Path("/sys/fs/cgroup/cpu") / name
+                self.path.mkdir()
+                (self.path / "cpu.cfs_period_us").write_text(str(self.PERIOD_US))
+                (self.path / "cpu.cfs_quota_us").write_text(str(quota))
+        except OSError as e:
+            raise RuntimeError(f"cannot cap a daemon's CPU here (cgroup file system: {e.strerror})") from e
+
+    def join(self) -> None:
+        """Move the calling process into the cap (called in the child before exec)."""
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def throttled_s(self) -> float:
+        with contextlib.suppress(OSError, ValueError):
+            stat = dict(line.split() for line in (self.path / "cpu.stat").read_text().splitlines())
+            if "throttled_usec" in stat:
+                return int(stat["throttled_usec"]) / 1e6
+            return int(stat.get("throttled_time", 0)) / 1e9
+        return 0.0
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
 
 
 @contextlib.contextmanager

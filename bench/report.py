@@ -32,21 +32,36 @@ def plots(doc: dict[str, Any], out: Path) -> list[str]:
         ax.grid(alpha=0.3)
         made.append(_save(fig, out / "lateness.png"))
     pg = doc.get("pg_daemons")
-    if pg and pg["runs"]:
+    capped = doc.get("pg_daemons_capped")
+    if (pg and pg["runs"]) or (capped and capped["runs"]):
         fig, ax = plt.subplots(figsize=(6, 4))
-        xs = [r["daemons"] for r in pg["runs"]]
-        ax.plot(xs, [r.get("posts_per_s") or 0 for r in pg["runs"]], marker="o", label="igsched")
-        floor_rate = pg["floor"]["posts"] / pg["floor"]["span_s"] if pg["floor"]["span_s"] else 0
-        ax.axhline(floor_rate, color="grey", linestyle="--", label="floor (one client, same concurrency)")
-        ax.set_xticks(xs)
+        first = (pg or capped)["runs"][0]
+        if pg and pg["runs"]:
+            ax.plot([r["daemons"] for r in pg["runs"]], [r.get("posts_per_s") or 0 for r in pg["runs"]],
+                    marker="o", label="igsched, daemons uncapped")
+            floor_rate = pg["floor"]["posts"] / pg["floor"]["span_s"] if pg["floor"]["span_s"] else 0
+            ax.axhline(floor_rate, color="grey", linestyle="--", label="floor (one client, same concurrency)")
+        if capped and capped["runs"]:
+            runs = capped["runs"]
+            ax.plot([r["daemons"] for r in runs], [r.get("posts_per_s") or 0 for r in runs], marker="s",
+                    label=f"igsched, each daemon held to {capped['daemon_cpu']} of a core")
+            one = runs[0].get("posts_per_s") or 0
+            ax.plot([r["daemons"] for r in runs], [one * r["daemons"] for r in runs], color="C1",
+                    linestyle=":", alpha=0.6, label="linear in daemons (capped)")
+            same = capped.get("one_daemon_with_two_caps")
+            if same and same.get("posts_per_s"):
+                ax.scatter([2], [same["posts_per_s"]], marker="^", color="C2", zorder=3,
+                           label=f"1 daemon held to {same['daemon_cpu_cap']} (the CPU of two)")
+        ax.set_xticks([1, 2, 3])
         ax.set_xlabel("daemons (processes) on one PostgreSQL")
         ax.set_ylabel("posts live per second")
-        ax.set_title(f"{pg['runs'][0]['posts']} posts over {pg['runs'][0]['accounts']} accounts")
+        ax.set_title(f"{first['posts']} posts over {first['accounts']} accounts")
         ax.legend()
         ax.grid(alpha=0.3)
         made.append(_save(fig, out / "throughput.png"))
     runs = [("burst SQLite", burst["igsched"])] if burst else []
     runs += [(f"PG x{r['daemons']}", r) for r in (pg or {}).get("runs", [])]
+    runs += [(f"PG x{r['daemons']} capped", r) for r in (capped or {}).get("runs", [])]
     if runs:
         kinds = sorted({k for _, r in runs for k in r["calls_per_post"]})
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -132,6 +147,24 @@ def table(doc: dict[str, Any]) -> str:
                 f"published once: {r['published_once']}; {_staged(r)} "
                 f"| span {f['span_s']} s ({round(f['posts'] / f['span_s'], 1) if f['span_s'] else '?'} posts/s) "
                 f"| {_la(r['loadavg'])} |")
+    capped = doc.get("pg_daemons_capped")
+    if capped:
+        for r in capped["runs"]:
+            lines.append(
+                f"| {r['posts']} posts / {r['accounts']} accounts, PostgreSQL, {r['daemons']} daemon(s), "
+                f"each held to {capped['daemon_cpu']} of a core "
+                f"| {r['posts_per_s']} posts/s (**{r['speedup_vs_one']}× one daemon**), span {r['span_s']} s, "
+                f"p99 {r['lateness_s']['p99']} s; daemon CPU {r.get('daemon_cpu_ms_per_post')} ms/post; "
+                f"{_split(r)}held back {r.get('daemons_throttled_s')} s by the caps; "
+                f"published once: {r['published_once']}; {_staged(r)} | — | {_la(r['loadavg'])} |")
+        same = capped.get("one_daemon_with_two_caps")
+        if same:
+            lines.append(
+                f"| the same, 1 daemon held to {same['daemon_cpu_cap']} of a core (the CPU of two above) "
+                f"| {same['posts_per_s']} posts/s (two daemons do **{same['two_daemons_vs_this']}×** this), "
+                f"span {same['span_s']} s, p99 {same['lateness_s']['p99']} s; "
+                f"daemon CPU {same.get('daemon_cpu_ms_per_post')} ms/post; {_split(same)}"
+                f"published once: {same['published_once']}; {_staged(same)} | — | {_la(same['loadavg'])} |")
     for key, label in (("enqueue_sqlite", "SQLite"), ("enqueue_pg", "PostgreSQL")):
         e = doc.get(key)
         if e:

@@ -106,10 +106,12 @@ def floor(emu: Emulator, accounts: list[Account], posts: int, concurrency: int, 
 
 # --------------------------------------------------------------------------- a burst through igsched
 def burst(emu: Emulator, db_url: str, accounts: list[Account], posts: int, daemons: int, workers: int | None,
-          lead_s: float, spread_s: float, folder: Path, timeout_s: float = 600) -> dict[str, Any]:
+          lead_s: float, spread_s: float, folder: Path, timeout_s: float = 600,
+          daemon_cpu: float | None = None) -> dict[str, Any]:
     """`posts` image posts over `accounts`, due within `spread_s` seconds, `lead_s` + a margin
-    after enqueue; `daemons` processes. Measured: lateness, the burst's span (first due time
-    to last live), calls per post by kind, staging time."""
+    after enqueue; `daemons` processes, each held to `daemon_cpu` of a core if given.
+    Measured: lateness, the burst's span (first due time to last live), calls per post by
+    kind, staging time."""
     store = Store(db_url)
     store.sync_accounts([])
     calls_before = len(emu.get("/requests"))
@@ -124,7 +126,7 @@ def burst(emu: Emulator, db_url: str, accounts: list[Account], posts: int, daemo
     enqueue_s = time.time() - t_enqueue
     configs = [write_config(folder, db_url, emu.base_url, f"bench-{daemons}-{k}", accounts, lead_s, workers)
                for k in range(daemons)]
-    procs = Daemons()
+    procs = Daemons(cpu_cap=daemon_cpu)
     load_start = loadavg()
     procs.start(configs, accounts, folder)
     ready_at = published_at = followed_at = None
@@ -156,6 +158,7 @@ def burst(emu: Emulator, db_url: str, accounts: list[Account], posts: int, daemo
                 break
             time.sleep(0.25)
         load_end = loadavg()
+        throttled_s = procs.throttled_s()
     finally:
         procs.stop()
     rows = _published(store)
@@ -166,6 +169,7 @@ def burst(emu: Emulator, db_url: str, accounts: list[Account], posts: int, daemo
     store.close()
     return {
         "posts": posts, "accounts": len(accounts), "daemons": daemons, "workers": workers or "default",
+        "daemon_cpu_cap": daemon_cpu,
         "published": len(rows), "published_once": _published_once(emu, calls_before, len(rows)),
         "enqueue_s": round(enqueue_s, 2),
         "ready_before_due": ready_before_due,
@@ -181,6 +185,8 @@ def burst(emu: Emulator, db_url: str, accounts: list[Account], posts: int, daemo
         "daemon_cpu_ms_per_post": round(1000 * (cpu_published[0] - cpu_due[0]) / posts, 2)
         if cpu_due is not None and cpu_published is not None else None,
         **_cpu_split(cpu_due, cpu_published, posts, pg),
+        # how long the caps held the daemons back, summed over daemons (0 without caps)
+        "daemons_throttled_s": round(throttled_s, 1),
         "followups_done_s": round(followed_at - t_enqueue, 2) if followed_at else None,
         "loadavg": load_start, "loadavg_end": load_end,
         "log_tail": procs.log_tail()[-800:] if len(rows) < posts else "",
