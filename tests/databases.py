@@ -1,6 +1,6 @@
 """Databases for tests, made fast: a migrated database per test without migrating per test.
 
-Running the six migrations cost about 0.1 s per test (more on a busy machine), and most tests
+Running the seven migrations cost about 0.1 s per test (more on a busy machine), and most tests
 want a database at the head revision, not a migration. So the migrations run once per test
 session (per xdist worker), for real, through `scheduler.store.engine.upgrade`, and each test
 gets a copy of the result:

@@ -76,6 +76,10 @@ LANE_OTHER_STATES = ("planned", "staging", "waiting")
 LANE_PUBLISHING = "state IN ('ready', 'deferred', 'publishing', 'verifying')"
 LANE_OTHER = "(state IN ('planned', 'staging', 'waiting') OR (state = 'published' AND followup_pending))"
 LEASED = "lease_until IS NOT NULL"
+# posts whose publish is in flight: the quota's count reads them per account (accounts.py)
+FLYING_STATES = ("publishing", "verifying")
+FLYING = "state IN ('publishing', 'verifying')"
+HAS_MEDIA_ID = "media_id IS NOT NULL"
 
 posts = Table(
     "posts",
@@ -126,6 +130,12 @@ posts = Table(
     # the earliest lease to run out (a wake-up time), without reading every post
     Index("ix_posts_lease", "lease_until", sqlite_where=text(LEASED), postgresql_where=text(LEASED)),
     Index("ix_posts_account_published", "account", "published_at"),
+    # with the one above, the quota's count at every publish reads this account's publishes in
+    # the window and in flight only: not its whole history, nor every post in flight
+    Index("ix_posts_account_flying", "account", sqlite_where=text(FLYING), postgresql_where=text(FLYING)),
+    # the bulk permalink read sets each post by its media id: one entry, not a walk over
+    # every published post (media_id = ? implies the predicate on both databases)
+    Index("ix_posts_media_id", "media_id", sqlite_where=text(HAS_MEDIA_ID), postgresql_where=text(HAS_MEDIA_ID)),
 )
 
 post_media = Table(

@@ -230,3 +230,55 @@ def test_a_step_as_seen_writes_without_reading_and_a_stale_view_reads_first(stor
     with pytest.raises(TransitionNotAllowed):
         store.transition(p, PostMove.TO_STAGING, "d")
     assert store.get("seen").state == State.READY  # type: ignore[union-attr]
+
+
+def test_the_quota_count_reads_this_account_in_the_window_and_in_flight_only(store: Store) -> None:
+    """At every publish the quota is counted under the account's lock: a range of the
+    account's publishes in the window and a range of its publishes in flight, not a walk over
+    its history or over every post in flight on every account."""
+    from scheduler.store.accounts import _QUOTA_USAGE
+
+    store.enqueue([image_spec(f"h{i}", in_s=-30) for i in range(QUEUE)], "t")
+    with store.engine.begin() as c:
+        account = c.execute(sa.text("SELECT account FROM posts LIMIT 1")).scalar_one()
+        # a long history, published long ago, and a burst in flight on other accounts
+        c.execute(sa.text("UPDATE posts SET state = 'published', published_at = :long_ago WHERE id % 10 <> 0"),
+                  {"long_ago": datetime(2025, 1, 1)})
+        c.execute(sa.text("UPDATE posts SET state = 'publishing', account = 'elsewhere' WHERE id % 10 = 0"))
+        c.execute(sa.text("ANALYZE posts" if store.dialect == "postgresql" else "ANALYZE"))
+    since = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=1)
+    statement = _QUOTA_USAGE.params(name=account, since=since, exclude=0)
+    plan = _plan(store, str(statement.compile(store.engine, compile_kwargs={"literal_binds": True})), {})
+    assert "ix_posts_account_published" in plan and "ix_posts_account_flying" in plan, plan
+    assert "ix_posts_state_next" not in plan, plan
+    if store.dialect == "sqlite":
+        assert "MULTI-INDEX OR" in plan and "SCAN posts" not in plan, plan
+    else:
+        assert "BitmapOr" in plan and "Seq Scan" not in plan, plan
+
+
+def test_a_bulk_permalink_sets_each_post_through_its_media_id(store: Store) -> None:
+    """After a burst, permalinks read in bulk are set post by post by media id: one index
+    entry each, not a walk over the account's or every account's published posts."""
+    from scheduler.store.attempts import _SET_PERMALINK
+
+    store.enqueue([image_spec(f"m{i}", in_s=-30) for i in range(QUEUE)], "t")
+    with store.engine.begin() as c:
+        account = c.execute(sa.text("SELECT account FROM posts LIMIT 1")).scalar_one()
+        c.execute(sa.text("UPDATE posts SET state = 'published', media_id = '1790' || id"))
+        # statistics that know the posts published, as on a database that has been publishing
+        # (a fresh one's first burst runs on statistics from before it, until autovacuum's
+        # next look: PostgreSQL then takes the state index, thinking 'published' rare)
+        c.execute(sa.text("ANALYZE posts" if store.dialect == "postgresql" else "ANALYZE"))
+    compiled = _SET_PERMALINK.compile(store.engine, column_keys=["permalink", "updated_at"])  # as executed
+    values = compiled.construct_params({"acct": account, "mid": "17905", "permalink": "https://instagram.example/p/x",
+                                        "updated_at": datetime(2026, 1, 1)})
+    with store.engine.connect() as c:
+        if store.dialect == "sqlite":
+            rows = c.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}",
+                                     tuple(values[k] for k in compiled.positiontup or ())).all()
+            plan = "\n".join(str(r[-1]) for r in rows)
+        else:
+            plan = "\n".join(r[0] for r in c.exec_driver_sql(f"EXPLAIN {compiled}", values))
+    assert "ix_posts_media_id" in plan, plan
+    assert "ix_posts_state_next" not in plan and "Seq Scan" not in plan and "SCAN posts" not in plan, plan

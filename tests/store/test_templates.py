@@ -55,7 +55,7 @@ def _shape(url: str) -> dict[str, Any]:
 def test_a_copied_database_equals_one_migrated_in_place(
     empty_db_url: str, request: pytest.FixtureRequest, tmp_path: Any
 ) -> None:
-    Store(empty_db_url).close()  # the six migrations, run here
+    Store(empty_db_url).close()  # the seven migrations, run here
     if empty_db_url.startswith("sqlite"):
         copy = databases.copy_sqlite(request.getfixturevalue("_sqlite_template"), tmp_path / "copy.db")
     else:
