@@ -71,28 +71,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 b["vs_floor"] = round(b["span_s"] / f["span_s"], 2) if b.get("span_s") and f["span_s"] else None
                 doc["burst_sqlite"] = {"igsched": b, "floor": f, "floor_one_pool": f1}
                 _progress("burst", b, f, f1)
-            if "pg" in only:
+            if only & {"pg", "pg_capped"}:
                 n_acc, n_posts = (100, 600) if quick else (1000, 10_000)
                 accounts = make_accounts(n_acc)
-                lead = args.lead * 2 / 3 if quick else 1.5 * args.lead
-                runs = _pg_runs(emu, accounts, n_posts, workers, lead, folder, None)
+                pg_lead = args.lead * 2 / 3 if quick else 1.5 * args.lead
+            if "pg" in only:
+                runs = _pg_runs(emu, accounts, n_posts, workers, pg_lead, folder, None)
                 emu.setup(accounts, LATENCY_S, quota=100)
                 f = scenarios.floor(emu, accounts, n_posts, workers or DaemonSettings().workers, spread_s=1.0)
                 doc["pg_daemons"] = {"runs": runs, "floor": f}
             if "pg_capped" in only:
-                n_acc, n_posts = (100, 600) if quick else (1000, 10_000)
-                accounts = make_accounts(n_acc)
                 # staging too runs at the capped pace: a longer lead, so that one daemon still
                 # stages every post before its time and the figure is publishing alone
-                lead = (args.lead * 2 / 3 if quick else 1.5 * args.lead) * 0.5 / args.daemon_cpu
+                lead = pg_lead * 0.5 / args.daemon_cpu
                 runs = _pg_runs(emu, accounts, n_posts, workers, lead, folder, args.daemon_cpu)
                 # one daemon with the CPU of two: what two daemons do set against one with the
                 # same CPU, so that coordination's cost shows apart from a cap's own effect
-                emu.setup(accounts, LATENCY_S, quota=100)
-                with pg_schema() as url:
-                    same_cpu = scenarios.burst(emu, url, accounts, n_posts, 1, workers, lead_s=lead, spread_s=1.0,
-                                               folder=folder, daemon_cpu=2 * args.daemon_cpu)
-                _progress(f"pg x1 capped {2 * args.daemon_cpu}", same_cpu)
+                same_cpu = _pg_run(emu, accounts, n_posts, 1, workers, lead, folder, 2 * args.daemon_cpu)
                 two = runs[1].get("posts_per_s") or 0
                 same_cpu["two_daemons_vs_this"] = (round(two / same_cpu["posts_per_s"], 2)
                                                    if same_cpu.get("posts_per_s") else None)
@@ -125,18 +120,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return doc
 
 
+def _pg_run(emu: Emulator, accounts: list[Account], n_posts: int, daemons: int, workers: int | None, lead: float,
+            folder: Path, daemon_cpu: float | None) -> dict[str, Any]:
+    """One PostgreSQL burst on a fresh schema, each daemon held to `daemon_cpu` if given."""
+    emu.setup(accounts, LATENCY_S, quota=100)
+    with pg_schema() as url:
+        r = scenarios.burst(emu, url, accounts, n_posts, daemons, workers, lead_s=lead, spread_s=1.0,
+                            folder=folder, daemon_cpu=daemon_cpu)
+    _progress(f"pg x{daemons}" + (f" capped {daemon_cpu}" if daemon_cpu else ""), r)
+    return r
+
+
 def _pg_runs(emu: Emulator, accounts: list[Account], n_posts: int, workers: int | None, lead: float,
              folder: Path, daemon_cpu: float | None) -> list[dict[str, Any]]:
-    """The same burst on PostgreSQL with 1, 2 and 3 daemons, each a fresh schema; each run's
-    throughput also as a multiple of one daemon's."""
-    runs = []
-    for daemons in (1, 2, 3):
-        emu.setup(accounts, LATENCY_S, quota=100)
-        with pg_schema() as url:
-            r = scenarios.burst(emu, url, accounts, n_posts, daemons, workers, lead_s=lead, spread_s=1.0,
-                                folder=folder, daemon_cpu=daemon_cpu)
-        runs.append(r)
-        _progress(f"pg x{daemons}" + (f" capped {daemon_cpu}" if daemon_cpu else ""), r)
+    """The same burst with 1, 2 and 3 daemons; each run's throughput also as a multiple of
+    one daemon's."""
+    runs = [_pg_run(emu, accounts, n_posts, daemons, workers, lead, folder, daemon_cpu) for daemons in (1, 2, 3)]
     one = runs[0].get("posts_per_s") or 0
     for r in runs:
         r["speedup_vs_one"] = round((r.get("posts_per_s") or 0) / one, 2) if one else None

@@ -141,8 +141,7 @@ def published_in_window(conn: Connection, name: str, now: datetime, window_s: in
     return [r[0] for r in rows]
 
 
-_FLYING = list(FLYING_STATES)
-assert set(_FLYING) == {State.PUBLISHING.value, State.VERIFYING.value}
+assert set(FLYING_STATES) == {State.PUBLISHING.value, State.VERIFYING.value}
 # Built once: every publish. Each arm of the OR is a range of an index on both databases
 # (MULTI-INDEX OR on SQLite, BitmapOr on PostgreSQL): this account's publishes in the window
 # (ix_posts_account_published) and its publishes in flight (ix_posts_account_flying, whose
@@ -166,5 +165,5 @@ def quota_usage_now(conn: Connection, name: str, now: datetime, window_s: int,
     since = now - timedelta(seconds=window_s)
     rows = conn.execute(_QUOTA_USAGE, {"name": name, "since": since, "exclude": exclude_post}).all()
     times = sorted(r.published_at for r in rows if r.published_at is not None and r.published_at > since)
-    flying = sum(1 for r in rows if r.state in _FLYING and not (r.published_at and r.published_at > since))
+    flying = sum(1 for r in rows if r.state in FLYING_STATES and not (r.published_at and r.published_at > since))
     return times, flying

@@ -78,7 +78,7 @@ LANE_OTHER = "(state IN ('planned', 'staging', 'waiting') OR (state = 'published
 LEASED = "lease_until IS NOT NULL"
 # posts whose publish is in flight: the quota's count reads them per account (accounts.py)
 FLYING_STATES = ("publishing", "verifying")
-FLYING = "state IN ('publishing', 'verifying')"
+FLYING = "state IN (" + ", ".join(f"'{s}'" for s in FLYING_STATES) + ")"  # state IN ('publishing', 'verifying')
 HAS_MEDIA_ID = "media_id IS NOT NULL"
 
 posts = Table(

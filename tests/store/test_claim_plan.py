@@ -15,6 +15,8 @@ import sqlalchemy as sa
 from scheduler.config import LeadSettings
 from scheduler.lifecycle import PostMove, State, TransitionNotAllowed
 from scheduler.store import Store
+from scheduler.store.accounts import _QUOTA_USAGE
+from scheduler.store.attempts import _SET_PERMALINK
 from scheduler.store.claims import lane_pick
 from scheduler.store.lookahead import next_times, next_times_statement
 from scheduler.store.schema import LANE_OTHER, LANE_PUBLISHING
@@ -91,6 +93,19 @@ def _plan(store: Store, sql: str, params: dict[str, Any]) -> str:
             rows = c.execute(sa.text(f"EXPLAIN QUERY PLAN {sql}"), params).all()
             return "\n".join(str(r[-1]) for r in rows)
         return "\n".join(r[0] for r in c.execute(sa.text(f"EXPLAIN {sql}"), params))
+
+
+def _plan_of(store: Store, statement: sa.Executable, params: dict[str, Any],
+             column_keys: list[str] | None = None) -> str:
+    """The plan of a statement as the store sends it (`column_keys`: an UPDATE's SET columns)."""
+    compiled = statement.compile(store.engine, column_keys=column_keys)
+    values = compiled.construct_params(params)
+    with store.engine.connect() as c:
+        if store.dialect == "sqlite":
+            rows = c.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}",
+                                     tuple(values[k] for k in compiled.positiontup or ())).all()
+            return "\n".join(str(r[-1]) for r in rows)
+        return "\n".join(r[0] for r in c.exec_driver_sql(f"EXPLAIN {compiled}", values))
 
 
 @pytest.mark.parametrize(("lane", "index"), [(LANE_PUBLISHING, "ix_posts_claim_publishing"),
@@ -236,8 +251,6 @@ def test_the_quota_count_reads_this_account_in_the_window_and_in_flight_only(sto
     """At every publish the quota is counted under the account's lock: a range of the
     account's publishes in the window and a range of its publishes in flight, not a walk over
     its history or over every post in flight on every account."""
-    from scheduler.store.accounts import _QUOTA_USAGE
-
     store.enqueue([image_spec(f"h{i}", in_s=-30) for i in range(QUEUE)], "t")
     with store.engine.begin() as c:
         account = c.execute(sa.text("SELECT account FROM posts LIMIT 1")).scalar_one()
@@ -247,8 +260,7 @@ def test_the_quota_count_reads_this_account_in_the_window_and_in_flight_only(sto
         c.execute(sa.text("UPDATE posts SET state = 'publishing', account = 'elsewhere' WHERE id % 10 = 0"))
         c.execute(sa.text("ANALYZE posts" if store.dialect == "postgresql" else "ANALYZE"))
     since = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=1)
-    statement = _QUOTA_USAGE.params(name=account, since=since, exclude=0)
-    plan = _plan(store, str(statement.compile(store.engine, compile_kwargs={"literal_binds": True})), {})
+    plan = _plan_of(store, _QUOTA_USAGE, {"name": account, "since": since, "exclude": 0})
     assert "ix_posts_account_published" in plan and "ix_posts_account_flying" in plan, plan
     assert "ix_posts_state_next" not in plan, plan
     if store.dialect == "sqlite":
@@ -260,8 +272,6 @@ def test_the_quota_count_reads_this_account_in_the_window_and_in_flight_only(sto
 def test_a_bulk_permalink_sets_each_post_through_its_media_id(store: Store) -> None:
     """After a burst, permalinks read in bulk are set post by post by media id: one index
     entry each, not a walk over the account's or every account's published posts."""
-    from scheduler.store.attempts import _SET_PERMALINK
-
     store.enqueue([image_spec(f"m{i}", in_s=-30) for i in range(QUEUE)], "t")
     with store.engine.begin() as c:
         account = c.execute(sa.text("SELECT account FROM posts LIMIT 1")).scalar_one()
@@ -270,15 +280,7 @@ def test_a_bulk_permalink_sets_each_post_through_its_media_id(store: Store) -> N
         # (a fresh one's first burst runs on statistics from before it, until autovacuum's
         # next look: PostgreSQL then takes the state index, thinking 'published' rare)
         c.execute(sa.text("ANALYZE posts" if store.dialect == "postgresql" else "ANALYZE"))
-    compiled = _SET_PERMALINK.compile(store.engine, column_keys=["permalink", "updated_at"])  # as executed
-    values = compiled.construct_params({"acct": account, "mid": "17905", "permalink": "https://instagram.example/p/x",
-                                        "updated_at": datetime(2026, 1, 1)})
-    with store.engine.connect() as c:
-        if store.dialect == "sqlite":
-            rows = c.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}",
-                                     tuple(values[k] for k in compiled.positiontup or ())).all()
-            plan = "\n".join(str(r[-1]) for r in rows)
-        else:
-            plan = "\n".join(r[0] for r in c.exec_driver_sql(f"EXPLAIN {compiled}", values))
+    plan = _plan_of(store, _SET_PERMALINK, {"acct": account, "mid": "17905", "permalink": "https://instagram.example/p/x",
+                                            "updated_at": datetime(2026, 1, 1)}, column_keys=["permalink", "updated_at"])
     assert "ix_posts_media_id" in plan, plan
     assert "ix_posts_state_next" not in plan and "Seq Scan" not in plan and "SCAN posts" not in plan, plan
