@@ -27,7 +27,7 @@ from scheduler.lifecycle import ActionMove, PostMove, TransitionNotAllowed
 from scheduler.models import PostSpec
 from scheduler.store import accounts as acc
 from scheduler.store import actions as act
-from scheduler.store import attempts, claims, history, profiles, stats
+from scheduler.store import attempts, claims, history, planner, profiles, stats
 from scheduler.store import posts as qp
 from scheduler.store import service as svc
 from scheduler.store.actions import ActionNotFound, BudgetCheck
@@ -253,7 +253,11 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
         with self._tx() as conn:
             report = qp.enqueue(conn, specs, now, actor, skip_check)
             report.actions.extend(act.insert_actions(conn, messages, now, actor))
-            return report
+            behind = planner.statistics_behind(conn, len(report.new))
+        if behind:  # after the commit: ANALYZE samples the posts just added
+            with self._autocommit() as conn:
+                planner.analyse_posts(conn)
+        return report
 
     def get(self, key: str) -> PostRecord | None:
         with self._read() as conn:

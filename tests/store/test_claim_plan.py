@@ -269,18 +269,54 @@ def test_the_quota_count_reads_this_account_in_the_window_and_in_flight_only(sto
         assert "BitmapOr" in plan and "Seq Scan" not in plan, plan
 
 
-def test_a_bulk_permalink_sets_each_post_through_its_media_id(store: Store) -> None:
+@pytest.mark.parametrize("analysed", ["before the burst", "after it"])
+def test_a_bulk_permalink_sets_each_post_through_its_media_id(store: Store, analysed: str) -> None:
     """After a burst, permalinks read in bulk are set post by post by media id: one index
-    entry each, not a walk over the account's or every account's published posts."""
+    entry each, not a walk over the account's or every account's published posts; also on
+    statistics taken before the burst (the enqueue's, when no post was published yet), on
+    which PostgreSQL walked the state index while the statement tested the state."""
     store.enqueue([image_spec(f"m{i}", in_s=-30) for i in range(QUEUE)], "t")
+    analyse = sa.text("ANALYZE posts" if store.dialect == "postgresql" else "ANALYZE")
     with store.engine.begin() as c:
         account = c.execute(sa.text("SELECT account FROM posts LIMIT 1")).scalar_one()
+        if analysed == "before the burst":
+            c.execute(analyse)
         c.execute(sa.text("UPDATE posts SET state = 'published', media_id = '1790' || id"))
-        # statistics that know the posts published, as on a database that has been publishing
-        # (a fresh one's first burst runs on statistics from before it, until autovacuum's
-        # next look: PostgreSQL then takes the state index, thinking 'published' rare)
-        c.execute(sa.text("ANALYZE posts" if store.dialect == "postgresql" else "ANALYZE"))
+        if analysed == "after it":
+            c.execute(analyse)
     plan = _plan_of(store, _SET_PERMALINK, {"acct": account, "mid": "17905", "permalink": "https://instagram.example/p/x",
                                             "updated_at": datetime(2026, 1, 1)}, column_keys=["permalink", "updated_at"])
     assert "ix_posts_media_id" in plan, plan
     assert "ix_posts_state_next" not in plan and "Seq Scan" not in plan and "SCAN posts" not in plan, plan
+
+
+def _analyses(seen: list[str]) -> int:
+    return sum(1 for q in seen if q.lstrip().upper().startswith("ANALYZE"))
+
+
+def test_a_bulk_enqueue_leaves_the_planner_statistics_current(store: Store) -> None:
+    """PostgreSQL: a posts table never analysed is planned on default guesses, and the
+    lookahead at every claim then gathers and sorts every post of a lane. An enqueue that
+    adds that many posts analyses the table at once; without it the wake-up below sorts."""
+    with counted(store) as seen:
+        store.enqueue([image_spec(f"b{i}", in_s=-30) for i in range(QUEUE)], "t")
+    assert _analyses(seen) == (1 if store.dialect == "postgresql" else 0), seen
+    with store.engine.begin() as c:  # the burst moves a third on; no ANALYZE since the enqueue
+        c.execute(sa.text("UPDATE posts SET state = 'ready' WHERE id % 3 = 0"))
+    sql = str(next_times_statement(store.dialect).compile(store.engine, compile_kwargs={"literal_binds": True}))
+    plan = _plan(store, sql, {})
+    for index in ("ix_posts_claim_publishing", "ix_posts_claim_other"):
+        assert index in plan, plan
+    assert "Sort" not in plan and "Bitmap" not in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_an_enqueue_small_beside_the_known_posts_does_not_analyse(store: Store) -> None:
+    """ANALYZE samples the whole table: only an enqueue that adds a tenth of the posts the
+    statistics know (or to a table never analysed) pays for it, not every queue file."""
+    store.enqueue([image_spec(f"k{i}", in_s=3600) for i in range(QUEUE)], "t")
+    with counted(store) as seen:
+        store.enqueue([image_spec(f"s{i}", in_s=3600) for i in range(QUEUE // 10 - 10)], "t")
+    assert _analyses(seen) == 0, seen
+    with counted(store) as seen:
+        store.enqueue([image_spec(f"t{i}", in_s=3600) for i in range(QUEUE // 5)], "t")
+    assert _analyses(seen) == (1 if store.dialect == "postgresql" else 0), seen
