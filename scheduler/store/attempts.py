@@ -40,7 +40,10 @@ def media_ids_owned(conn: Connection, account: str, since: datetime, exclude_pos
 def set_permalinks(conn: Connection, account: str, found: Mapping[str, str], now: datetime) -> int:
     """Fill the permalink of the account's published posts whose media id is in `found`
     (never overwriting one). A column written once and never read for a decision, so no lease
-    is needed: the post's own follow-up finds it set and makes no call."""
+    is needed: the post's own follow-up finds it set and makes no call. A post with no first
+    comment to post then has nothing left to follow up, so its follow-up is marked done here
+    too: it is not claimed only to find that out (a claim, a lease and a release a post, in
+    a burst). One whose follow-up is already under way finishes it as before."""
     if not found:
         return 0
     # one executemany: a statement per row cost more in Python than in the database
@@ -54,4 +57,6 @@ def set_permalinks(conn: Connection, account: str, found: Mapping[str, str], now
 # was published yet) had PostgreSQL walk every published post by the state index for each row.
 _SET_PERMALINK = posts.update().where(
     posts.c.account == sa.bindparam("acct"), posts.c.media_id == sa.bindparam("mid"),
-    posts.c.permalink.is_(None))
+    posts.c.permalink.is_(None)).values(
+    # what followup.py tests: a first comment still to post keeps the follow-up
+    followup_pending=sa.and_(posts.c.followup_pending, posts.c.comment_state.is_not_distinct_from("pending")))
