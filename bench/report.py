@@ -35,7 +35,7 @@ def plots(doc: dict[str, Any], out: Path) -> list[str]:
     capped = doc.get("pg_daemons_capped")
     if (pg and pg["runs"]) or (capped and capped["runs"]):
         fig, ax = plt.subplots(figsize=(6, 4))
-        first = (pg or capped)["runs"][0]
+        first = (pg if pg and pg["runs"] else capped or {})["runs"][0]
         if pg and pg["runs"]:
             ax.plot([r["daemons"] for r in pg["runs"]], [r.get("posts_per_s") or 0 for r in pg["runs"]],
                     marker="o", label="daemons uncapped")
