@@ -255,8 +255,7 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
             report.actions.extend(act.insert_actions(conn, messages, now, actor))
             behind = planner.statistics_behind(conn, len(report.new))
         if behind:  # after the commit: ANALYZE samples the posts just added
-            with self._autocommit() as conn:
-                planner.analyse_posts(conn)
+            planner.analyse_posts(self._autocommit)
         return report
 
     def get(self, key: str) -> PostRecord | None:

@@ -14,10 +14,12 @@ hand its planner figures that no test has seen.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +40,19 @@ def statistics_behind(conn: Connection, new_posts: int) -> bool:
     return known is None or known < 0 or new_posts > SCALE * known
 
 
-def analyse_posts(conn: Connection) -> bool:
-    """ANALYZE posts and their media, waiting a second at most for a lock (autovacuum may be
-    at the table, and then does the same). Needs a connection in autocommit."""
+def analyse_posts(connect: Callable[[], AbstractContextManager[Connection]]) -> bool:
+    """ANALYZE posts and their media on a connection from `connect` (in autocommit), waiting
+    a second at most for a lock (autovacuum may be at the table, and then does the same).
+    Best effort: the enqueue before it has committed, so a failure (the lock, a database gone
+    in between) is logged by its kind, with no statement or parameters, and never raised."""
     try:
-        conn.exec_driver_sql("SET lock_timeout = '1s'")
-        conn.exec_driver_sql("ANALYZE posts, post_media")
-    except OperationalError as e:
+        with connect() as conn:
+            conn.exec_driver_sql("SET lock_timeout = '1s'")
+            try:
+                conn.exec_driver_sql("ANALYZE posts, post_media")
+            finally:
+                conn.exec_driver_sql("RESET lock_timeout")
+    except DBAPIError as e:
         log.info("posts not analysed after the enqueue (%s); autovacuum will", type(e.orig).__name__)
         return False
-    finally:
-        conn.exec_driver_sql("RESET lock_timeout")
     return True
