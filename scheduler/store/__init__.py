@@ -255,7 +255,7 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
             report.actions.extend(act.insert_actions(conn, messages, now, actor))
             behind = planner.statistics_behind(conn, len(report.new))
         if behind:  # after the commit: ANALYZE samples the posts just added
-            planner.analyse_posts(self._autocommit)
+            planner.analyse_posts(self.engine.begin)
         return report
 
     def get(self, key: str) -> PostRecord | None:

@@ -43,7 +43,10 @@ def set_permalinks(conn: Connection, account: str, found: Mapping[str, str], now
     is needed: the post's own follow-up finds it set and makes no call. A post with no first
     comment to post then has nothing left to follow up, so its follow-up is marked done here
     too: it is not claimed only to find that out (a claim, a lease and a release a post, in
-    a burst). One whose follow-up is already under way finishes it as before."""
+    a burst). One whose follow-up is already under way finishes it as before. What such a
+    post no longer does is its own look at the account's publishing quota, which the
+    follow-up that made this read took just before (a look that failed is tried again
+    after the account's next publish, not by these posts)."""
     if not found:
         return 0
     # one executemany: a statement per row cost more in Python than in the database

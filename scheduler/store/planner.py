@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +40,19 @@ def statistics_behind(conn: Connection, new_posts: int) -> bool:
     return known is None or known < 0 or new_posts > SCALE * known
 
 
-def analyse_posts(connect: Callable[[], AbstractContextManager[Connection]]) -> bool:
-    """ANALYZE posts and their media on a connection from `connect` (in autocommit), waiting
-    a second at most for a lock (autovacuum may be at the table, and then does the same).
-    Best effort: the enqueue before it has committed, so a failure (the lock, a database gone
-    in between) is logged by its kind, with no statement or parameters, and never raised."""
+def analyse_posts(begin: Callable[[], AbstractContextManager[Connection]]) -> bool:
+    """ANALYZE posts and their media in a transaction from `begin`, waiting a second at most
+    for a lock (autovacuum may be at the table, and then does the same). Best effort: the
+    enqueue before it has committed, so a failure (the lock, no connection free in time, a
+    database gone in between) is logged by its kind, with no statement or parameters, and
+    never raised. A role that does not own the table is refused by PostgreSQL with a warning
+    only: its statistics are then autovacuum's alone."""
     try:
-        with connect() as conn:
-            conn.exec_driver_sql("SET lock_timeout = '1s'")
-            try:
-                conn.exec_driver_sql("ANALYZE posts, post_media")
-            finally:
-                conn.exec_driver_sql("RESET lock_timeout")
-    except DBAPIError as e:
-        log.info("posts not analysed after the enqueue (%s); autovacuum will", type(e.orig).__name__)
+        with begin() as conn:
+            conn.exec_driver_sql("SET LOCAL lock_timeout = '1s'")  # this transaction only
+            conn.exec_driver_sql("ANALYZE posts, post_media")
+    except SQLAlchemyError as e:
+        log.info("posts not analysed after the enqueue (%s); autovacuum will",
+                 type(getattr(e, "orig", None) or e).__name__)
         return False
     return True

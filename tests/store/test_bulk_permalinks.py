@@ -5,6 +5,8 @@ its follow-up; so does a post the bulk read did not find."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import sqlalchemy as sa
 
 from scheduler.store import Store
@@ -39,6 +41,26 @@ def test_a_bulk_read_finishes_the_follow_up_of_posts_with_nothing_else_to_do(db_
         "unseen": (None, True),  # not on the page: its follow-up reads it alone
     }
     assert posts["commented"] is not None and posts["commented"].comment_state == "pending"
-    # nothing else moved: still published, and no lease was taken or changed
-    assert {p.state for p in posts.values() if p} == {"published"}
-    assert all(p.lease_token is None for p in posts.values() if p)
+    assert {p.state for p in posts.values() if p} == {"published"}  # nothing else moved
+
+
+def test_a_follow_up_under_way_when_the_bulk_read_lands_finishes_as_before(db_url: str) -> None:
+    """The bulk read does not take the post's lease: the worker that holds it ends the
+    follow-up with its own fenced write, and the post is not claimed again."""
+    store = Store(db_url)
+    store.sync_accounts(settings_for(db_url).accounts)
+    store.enqueue([image_spec("held")], "t")
+    _published(store, ["held"])
+    with store.engine.begin() as c:  # due for its follow-up now
+        c.execute(sa.text("UPDATE posts SET next_action_at = :past"), {"past": store.now() - timedelta(seconds=5)})
+    [held] = store.claim_due("worker", 30, 10)
+    assert held.key == "held" and held.lease_token is not None
+
+    assert store.set_permalinks("shop", {"m-held": "https://instagram.example/p/held"}) == 1
+    during = store.get("held")
+    assert during is not None and during.lease_token == held.lease_token  # the lease is untouched
+
+    done = store.update(held, "worker", None, followup_pending=False, permalink="https://instagram.example/p/held")
+    assert (done.lease_token, done.followup_pending, done.permalink) == (
+        None, False, "https://instagram.example/p/held")
+    assert store.claim_due("other", 30, 10) == []
