@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 APP = "*"  # the scope of an app-wide pause (pauses.APP)
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 60.0
+# An account's usage figures that have not changed since this daemon wrote them are written
+# again only this long after: every call brings them, and each write locks the account's row,
+# which a publish of the account (another daemon's too) locks for its quota count. Readers take
+# figures up to an hour old (pauses.USAGE_WINDOW), so their time lags by this at most.
+USAGE_REWRITE_S = 60.0
 
 
 class CallLog:
@@ -36,6 +41,7 @@ class CallLog:
         self._writing: list[CallRecord] = []  # taken by a flush, not yet committed
         self.pauses: list[tuple[str, datetime, str]] = []  # (scope, until, reason)
         self.usage: dict[str, UsageFigures] = {}
+        self._usage_written: dict[str, tuple[UsageFigures, float]] = {}  # account: (figures, timer())
         self.failures = 0
         self._seen_kinds: set[str] = set()
         self._retry_at = 0.0  # timer() before which a failed write is not retried
@@ -91,10 +97,12 @@ class CallLog:
             return
         if not force and self._timer() < self._retry_at:
             return
+        usage, self.usage = self._changed_usage(self.usage), {}
+        if not (self.calls or self.pauses or usage):
+            return  # only figures already written
         calls, self.calls = self.calls, []
         self._writing = [*self._writing, *calls]
         pauses, self.pauses = self.pauses, []
-        usage, self.usage = self.usage, {}
         account_pauses = [(s, until, r) for s, until, r in pauses if s != APP]
         app_pauses = [(until, r) for s, until, r in pauses if s == APP]
         try:
@@ -107,11 +115,23 @@ class CallLog:
             self._failed(e, len(calls))
             return
         self._done_writing(calls)
+        written_at = self._timer()
+        self._usage_written.update({account: (figures, written_at) for account, figures in usage.items()})
         if self.failures:
             log.info("call log written again after %d failed tries", self.failures)
         self.failures = 0
         self._seen_kinds.clear()
         self._retry_at = 0.0
+
+    def _changed_usage(self, usage: dict[str, UsageFigures]) -> dict[str, UsageFigures]:
+        """The figures worth a write: new, changed, or last written USAGE_REWRITE_S ago."""
+        now = self._timer()
+        out = {}
+        for account, figures in usage.items():
+            last = self._usage_written.get(account)
+            if last is None or last[0] != figures or now - last[1] >= USAGE_REWRITE_S:
+                out[account] = figures
+        return out
 
     def _done_writing(self, calls: list[CallRecord]) -> None:
         written = {id(c) for c in calls}
