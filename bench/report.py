@@ -98,7 +98,9 @@ def _split(r: dict[str, Any]) -> str:
     if not split:
         return ""
     parts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in split.items())
-    return f"CPU ms/post: {parts}; {r.get('cores_busy')} cores busy; "
+    ceiling = r.get("cpu_ceiling_posts_per_s")
+    return (f"CPU ms/post: {parts}; {r.get('cores_busy')} cores busy; "
+            + (f"the CPU allows {ceiling} posts/s at that cost; " if ceiling else ""))
 
 
 def _la(x: list[float] | None) -> str:

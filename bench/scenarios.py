@@ -184,7 +184,7 @@ def burst(emu: Emulator, db_url: str, accounts: list[Account], posts: int, daemo
         # from the last look before the first due time to the first look with all published
         "daemon_cpu_ms_per_post": round(1000 * (cpu_published[0] - cpu_due[0]) / posts, 2)
         if cpu_due is not None and cpu_published is not None else None,
-        **_cpu_split(cpu_due, cpu_published, posts, pg),
+        **_cpu_split(cpu_due, cpu_published, posts, pg, daemons, daemon_cpu),
         # how long the caps held the daemons back, summed over daemons (0 without caps)
         "daemons_throttled_s": round(throttled_s, 1),
         "followups_done_s": round(followed_at - t_enqueue, 2) if followed_at else None,
@@ -194,15 +194,29 @@ def burst(emu: Emulator, db_url: str, accounts: list[Account], posts: int, daemo
 
 
 def _cpu_split(before: tuple[float, ...] | None, after: tuple[float, ...] | None, posts: int,
-               pg: bool) -> dict[str, Any]:
-    """The burst's CPU per post by process (daemons, PostgreSQL, fake API) and the cores they
-    kept busy together: what bounds the speed-up further daemons can bring on this machine."""
+               pg: bool, daemons: int = 1, daemon_cpu: float | None = None) -> dict[str, Any]:
+    """The burst's CPU by process (daemons, PostgreSQL, fake API), the cores they kept busy
+    together, and the most posts a second this machine's CPU allows at that cost per post."""
     if before is None or after is None:
         return {}
     d = [b - a for a, b in zip(before, after, strict=True)]
     split = {"daemons": d[0], "fake_api": d[2]} | ({"postgres": d[1]} if pg else {})
-    return {"cpu_ms_per_post": {k: round(1000 * v / posts, 2) for k, v in split.items()},
-            "cores_busy": round(sum(split.values()) / max(1e-9, d[3]), 2)}
+    per_post = {k: 1000 * v / posts for k, v in split.items()}
+    return {"cpu_ms_per_post": {k: round(v, 2) for k, v in per_post.items()},
+            "cores_busy": round(sum(split.values()) / max(1e-9, d[3]), 2),
+            "cpu_ceiling_posts_per_s": cpu_ceiling(per_post["daemons"], sum(per_post.values()) - per_post["daemons"],
+                                                   daemons, os.cpu_count() or 1, daemon_cpu or 1.0)}
+
+
+def cpu_ceiling(daemon_ms: float, others_ms: float, daemons: int, cores: int,
+                core_per_daemon: float = 1.0) -> float | None:
+    """Posts a second at which the CPU runs out, for this CPU per post: each daemon is one
+    process (one core at most, or its cap; `daemon_ms` a post), and all of them with what serves them
+    (`others_ms` a post: the database, the fake API) share the machine's cores. Two daemons
+    go 1.6× as fast as one only where others_ms ≤ daemon_ms / 4, or cores are not shared."""
+    if daemon_ms <= 0:
+        return None
+    return round(min(daemons * core_per_daemon * 1000 / daemon_ms, cores * 1000 / (daemon_ms + others_ms)), 1)
 
 
 def _published_once(emu: Emulator, since: int, published: int) -> bool:
