@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import sqlalchemy as sa
 
 from scheduler.config import Settings, settings_from_dict
 from scheduler.models import MediaItem, PostSpec
@@ -36,3 +40,19 @@ def image_spec(key: str, in_s: float = 60.0, account: str = "shop", caption: str
         at=datetime.now(UTC) + timedelta(seconds=in_s),
         media=(MediaItem("image", url),), caption=caption, source_file="test.yaml", **kw,
     )
+
+
+@contextmanager
+def counted(engine: sa.Engine) -> Iterator[list[str]]:
+    """The SQL statements an engine sends while inside (BEGIN included: it is a round trip
+    too)."""
+    seen: list[str] = []
+
+    def note(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", note)

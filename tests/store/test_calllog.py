@@ -17,7 +17,7 @@ from scheduler.graph.client import CallRecord
 from scheduler.graph.usage import Usage
 from scheduler.pipeline.calllog import MAX_BACKOFF_S, USAGE_REWRITE_S, CallLog
 from scheduler.store import Store, UsageFigures
-from tests.helpers import settings_for
+from tests.helpers import counted, settings_for
 
 SECRET_LOOKING = "caption-text-that-must-not-be-logged"
 
@@ -111,17 +111,6 @@ def test_calls_being_written_still_count_as_unwritten_until_their_commit(tmp_pat
         assert c.execute(sa.text("SELECT count(*) FROM api_calls")).scalar_one() == 1
 
 
-def _usage_updates(store: Store) -> tuple[list[str], Any]:
-    seen: list[str] = []
-
-    def note(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("UPDATE ACCOUNTS SET USAGE"):
-            seen.append(statement)
-
-    sa.event.listen(store.engine, "before_cursor_execute", note)
-    return seen, note
-
-
 def test_usage_figures_unchanged_since_written_are_not_written_again_for_a_minute(db_url: str) -> None:
     """Every call brings its account's usage figures, and each write locks the account's row
     (which a publish of the account locks too): unchanged figures are written again only
@@ -130,7 +119,6 @@ def test_usage_figures_unchanged_since_written_are_not_written_again_for_a_minut
     store.sync_accounts(settings_for(db_url).accounts)
     now = [0.0]
     log = CallLog(store, timer=lambda: now[0])
-    seen, note = _usage_updates(store)
 
     async def calls_then_flush(figures: UsageFigures, calls: int = 3) -> None:
         for _ in range(calls):
@@ -138,15 +126,16 @@ def test_usage_figures_unchanged_since_written_are_not_written_again_for_a_minut
             await log.flush()
             now[0] += 0.5
 
-    try:
+    def usage_updates(seen: list[str]) -> int:
+        return sum(1 for q in seen if q.lstrip().upper().startswith("UPDATE ACCOUNTS SET USAGE"))
+
+    with counted(store.engine) as seen:
         asyncio.run(calls_then_flush(UsageFigures(10, 20, 0.0)))
-        assert len(seen) == 1  # the first; the two same after it are not written
+        assert usage_updates(seen) == 1  # the first; the two same after it are not written
         asyncio.run(calls_then_flush(UsageFigures(10, 21, 0.0)))
-        assert len(seen) == 2  # changed: written at once
+        assert usage_updates(seen) == 2  # changed: written at once
         now[0] += USAGE_REWRITE_S
         asyncio.run(calls_then_flush(UsageFigures(10, 21, 0.0), calls=1))
-        assert len(seen) == 3  # unchanged, but a minute on: written again, with its time
-    finally:
-        sa.event.remove(store.engine, "before_cursor_execute", note)
+        assert usage_updates(seen) == 3  # unchanged, but a minute on: written again, with its time
     shop = store.account("shop")
     assert shop is not None and (shop.usage_app_pct, shop.usage_buc_pct) == (10, 21)

@@ -7,10 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from scheduler.config import LeadSettings
 from scheduler.lifecycle import PostMove, State, TransitionNotAllowed
@@ -20,7 +21,7 @@ from scheduler.store.attempts import _SET_PERMALINK
 from scheduler.store.claims import lane_pick
 from scheduler.store.lookahead import next_times, next_times_statement
 from scheduler.store.schema import LANE_OTHER, LANE_PUBLISHING
-from tests.helpers import image_spec, settings_for
+from tests.helpers import counted, image_spec, settings_for
 
 QUEUE = 3000
 
@@ -30,21 +31,6 @@ def store(db_url: str) -> Store:
     s = Store(db_url)
     s.sync_accounts(settings_for(db_url).accounts)
     return s
-
-
-@contextmanager
-def counted(store: Store) -> Iterator[list[str]]:
-    """The SQL statements sent while inside (BEGIN included: it is a round trip too)."""
-    seen: list[str] = []
-
-    def note(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
-    sa.event.listen(store.engine, "before_cursor_execute", note)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(store.engine, "before_cursor_execute", note)
 
 
 @contextmanager
@@ -68,7 +54,7 @@ def test_a_read_and_a_media_update_are_one_statement_each(store: Store) -> None:
     the UPDATE); on PostgreSQL in autocommit, so each is one round trip, not three."""
     store.enqueue([image_spec("rt", in_s=-1)], "t")
     [p] = store.claim_due("d", 30, 1)
-    with counted(store) as seen, autocommits(store) as autocommit:
+    with counted(store.engine) as seen, autocommits(store) as autocommit:
         [m] = store.media(p.id)
         store.update_media(p, m.id, container_id="c1", status_code="IN_PROGRESS")
     kinds = [q.lstrip().split()[0].upper() for q in seen if not q.startswith("BEGIN")]
@@ -95,11 +81,11 @@ def _plan(store: Store, sql: str, params: dict[str, Any]) -> str:
         return "\n".join(r[0] for r in c.execute(sa.text(f"EXPLAIN {sql}"), params))
 
 
-def _plan_of(store: Store, statement: sa.Executable, params: dict[str, Any],
+def _plan_of(store: Store, statement: sa.ClauseElement, params: dict[str, Any],
              column_keys: list[str] | None = None) -> str:
     """The plan of a statement as the store sends it (`column_keys`: an UPDATE's SET columns)."""
-    compiled = statement.compile(store.engine, column_keys=column_keys)
-    values = compiled.construct_params(params)
+    compiled = cast(SQLCompiler, statement.compile(store.engine, column_keys=column_keys))
+    values = compiled.construct_params(params) or {}
     with store.engine.connect() as c:
         if store.dialect == "sqlite":
             rows = c.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}",
@@ -125,7 +111,7 @@ def test_each_claim_lane_reads_its_index_in_order_without_sorting(store: Store, 
 
 def test_the_next_wake_up_reads_index_entries_only(store: Store) -> None:
     _fill(store)
-    with store.engine.connect() as c, counted(store) as seen:
+    with store.engine.connect() as c, counted(store.engine) as seen:
         next_times(c)
     assert len([q for q in seen if q.startswith("SELECT")]) == 1  # posts, actions, webhook events
     sql = str(next_times_statement(store.dialect).compile(store.engine, compile_kwargs={"literal_binds": True}))
@@ -140,12 +126,12 @@ def test_an_idle_look_is_one_statement_and_takes_no_writer(store: Store) -> None
     """The daemon's tick after a claim that took nothing: one SELECT, no BEGIN (SQLite's
     BEGIN IMMEDIATE would take the writer), nothing claimed; with a post due, the claim."""
     store.enqueue([image_spec("later", in_s=3600)], "t", skip_check=LeadSettings())  # staged in 59 min
-    with counted(store) as seen:
+    with counted(store.engine) as seen:
         claim = store.claim("d", 30, 16, look_first=True)
     assert claim.posts == [] and claim.ahead.posts is not None and not claim.ahead.events_waiting
     assert len(seen) == 1 and seen[0].lstrip().upper().startswith("SELECT"), seen
     store.enqueue([image_spec("due", in_s=-1)], "t")
-    with counted(store) as seen:
+    with counted(store.engine) as seen:
         claim = store.claim("d", 30, 16, look_first=True)
     assert [p.key for p in claim.posts] == ["due"]
     assert any(s.lstrip().upper().startswith("UPDATE") for s in seen), seen
@@ -153,21 +139,21 @@ def test_an_idle_look_is_one_statement_and_takes_no_writer(store: Store) -> None
 
 def test_a_claim_sends_the_same_few_statements_however_long_the_queue(store: Store) -> None:
     _fill(store)
-    with counted(store) as seen:
+    with counted(store.engine) as seen:
         taken = store.claim_due("d", 30, 16)
     # publishing work first, and it fills the claim: one lane query, one update
     assert len(taken) == 16 and all(p.state == State.READY for p in taken)
     selects = [s for s in seen if s.lstrip().upper().startswith("SELECT")]
     updates = [s for s in seen if s.lstrip().upper().startswith("UPDATE")]
     assert len(selects) == 1 and len(updates) == 1, seen
-    with counted(store) as seen:
+    with counted(store.engine) as seen:
         store.claim_due("d", 30, QUEUE)  # more than the publishing lane holds: both lanes
     assert len([s for s in seen if s.lstrip().upper().startswith("SELECT")]) == 2
 
 
 def test_enqueue_sends_statements_by_the_chunk_not_by_the_post(store: Store) -> None:
     specs = [image_spec(f"e{i}", in_s=3600) for i in range(1200)]
-    with counted(store) as seen:
+    with counted(store.engine) as seen:
         report = store.enqueue(specs, "t")
     assert len(report.new) == 1200
     assert len(seen) <= 20, len(seen)  # 3 key lookups, 3 × (posts, media, events) inserts, …
@@ -224,7 +210,7 @@ def test_a_step_as_seen_writes_without_reading_and_a_stale_view_reads_first(stor
     as it is."""
     store.enqueue([image_spec("seen", in_s=-1)], "t")
     [p] = store.claim_due("d", 30, 1)
-    with counted(store) as seen, autocommits(store) as autocommit:
+    with counted(store.engine) as seen, autocommits(store) as autocommit:
         after = store.transition(p, PostMove.TO_READY, "d", release=False, container_id="c1")
     if store.dialect == "postgresql":
         assert len(seen) == 1 and seen[0].startswith("WITH moved AS"), seen
@@ -236,7 +222,7 @@ def test_a_step_as_seen_writes_without_reading_and_a_stale_view_reads_first(stor
     assert [e["to_state"] for e in store.events(p.id)][-1] == State.READY
     assert after.state == State.READY and after.container_id == "c1" and after.lease_token == p.lease_token
     # `p` still says planned: the UPDATE fenced by that state matches nothing, the row is read
-    with counted(store) as seen:
+    with counted(store.engine) as seen:
         store.update(p, "d", release=False, reason="stale view")
     assert any(q.lstrip().upper().startswith("SELECT") for q in seen)
     got = store.get("seen")
@@ -298,7 +284,7 @@ def test_a_bulk_enqueue_leaves_the_planner_statistics_current(store: Store) -> N
     """PostgreSQL: a posts table never analysed is planned on default guesses, and the
     lookahead at every claim then gathers and sorts every post of a lane. An enqueue that
     adds that many posts analyses the table at once; without it the wake-up below sorts."""
-    with counted(store) as seen:
+    with counted(store.engine) as seen:
         store.enqueue([image_spec(f"b{i}", in_s=-30) for i in range(QUEUE)], "t")
     assert _analyses(seen) == (1 if store.dialect == "postgresql" else 0), seen
     with store.engine.begin() as c:  # the burst moves a third on; no ANALYZE since the enqueue
@@ -314,9 +300,9 @@ def test_an_enqueue_small_beside_the_known_posts_does_not_analyse(store: Store) 
     """ANALYZE samples the whole table: only an enqueue that adds a tenth of the posts the
     statistics know (or to a table never analysed) pays for it, not every queue file."""
     store.enqueue([image_spec(f"k{i}", in_s=3600) for i in range(QUEUE)], "t")
-    with counted(store) as seen:
+    with counted(store.engine) as seen:
         store.enqueue([image_spec(f"s{i}", in_s=3600) for i in range(QUEUE // 10 - 10)], "t")
     assert _analyses(seen) == 0, seen
-    with counted(store) as seen:
+    with counted(store.engine) as seen:
         store.enqueue([image_spec(f"t{i}", in_s=3600) for i in range(QUEUE // 5)], "t")
     assert _analyses(seen) == (1 if store.dialect == "postgresql" else 0), seen
