@@ -188,6 +188,13 @@ class Daemon:
         want = max(0, 2 * self.settings.daemon.workers - len(self._running) - len(self._queued))
         if want == 0:
             return  # every worker busy and as many posts queued: a step that finishes wakes us
+        if want < self.settings.daemon.workers // 2 and self._queued and all(
+                q[0].state in PUBLISH_NOW for q in self._queued):
+            # more than half a worker set of publishes is queued here, earliest first: a claim
+            # now would take the one or two posts whose steps just ended room for (a claim a
+            # post in a burst, its transaction costing the daemon more CPU than the publish);
+            # claim when half the room is free, before the queue can run dry
+            return
         self._claiming = True
         try:
             # one transaction: the due posts, their accounts' rows, and when to look again;
