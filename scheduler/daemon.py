@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,6 +43,23 @@ DRAIN_S = 20.0
 PUBLISH_NOW = (State.READY, State.DEFERRED)  # a claimed post in these states is published now
 FIRST_WAIT_S = 1.0  # how long other steps started with such posts wait for them, at most
 MIN_WAKE_S = 0.001
+
+
+def claim_room(workers: int, running: int, queued: Sequence[str]) -> int:
+    """How many posts to claim now, given the steps running and the states of the posts
+    claimed and waiting here (0: send no claim).
+
+    For the free workers and as many again: in a burst a worker that finishes starts its next
+    post at once instead of waiting for a claim's round trip. But while more than half a
+    worker set of publishes waits, none: every step that ends would otherwise send a claim
+    for the one or two posts it made room for (at 16 workers, a claim for about every second
+    post). Posts that became claimable since (a lease run out, a post given back) then wait
+    at most half a worker set of steps more; a queue holding any other step claims as
+    before."""
+    want = max(0, 2 * workers - running - len(queued))
+    if want < workers // 2 and queued and all(state in PUBLISH_NOW for state in queued):
+        return 0
+    return want
 
 
 @dataclass(frozen=True)
@@ -183,17 +201,11 @@ class Daemon:
 
     async def _dispatch(self) -> None:
         self._start_queued()
-        # claim for the free workers and as many again, queued here: in a burst a worker that
-        # finishes starts its next post at once instead of waiting for a claim's round trip
-        want = max(0, 2 * self.settings.daemon.workers - len(self._running) - len(self._queued))
+        want = claim_room(self.settings.daemon.workers, len(self._running), [q[0].state for q in self._queued])
         if want == 0:
-            return  # every worker busy and as many posts queued: a step that finishes wakes us
-        if want < self.settings.daemon.workers // 2 and self._queued and all(
-                q[0].state in PUBLISH_NOW for q in self._queued):
-            # more than half a worker set of publishes is queued here, earliest first: a claim
-            # now would take the one or two posts whose steps just ended room for (a claim a
-            # post in a burst, its transaction costing the daemon more CPU than the publish);
-            # claim when half the room is free, before the queue can run dry
+            # a step that finishes wakes us; an action that the last look saw due by now need
+            # not wait for the next claim's look
+            self.actions.wake_if_due()
             return
         self._claiming = True
         try:

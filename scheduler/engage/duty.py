@@ -72,6 +72,13 @@ class ActionDuty:
         """Look at the hint now (the daemon passes one on after each look)."""
         self._wake.set()
 
+    def wake_if_due(self) -> None:
+        """Wake only if the daemon's last look said an action is due by now: for a moment the
+        daemon sends no claim (so passes on no new look), at no statement of ours; a stale or
+        missing hint waits for the duty's own tick."""
+        if self._hint is not None and time.monotonic() >= self._hint[1]:
+            self._wake.set()
+
     def _nothing_due(self) -> bool:
         if self._hint is None:
             return False
