@@ -167,7 +167,9 @@ def upgrade(engine: Engine) -> None:
         if conn.dialect.name == "postgresql":
             # several daemons starting at once on a new database: one migrates, the others
             # wait here and then find the schema current (Alembic reads the version after)
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            # (one per schema: a schema of its own is a database of its own to igsched)
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key, hashtext(coalesce(current_schema(), '')))"),
+                         {"key": MIGRATION_LOCK_KEY})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 

@@ -37,6 +37,14 @@ from scheduler.store.webhook_schema import (
 # pg_advisory_xact_lock keys (constants no other tool uses; see engine.MIGRATION_LOCK_KEY)
 RULES_LOCK_KEY = 0x1975C4EE
 FORWARD_LOCK_KEY = 0x1975C4EF
+
+
+def schema_lock(key: int, wait: bool = True) -> sa.Select[tuple[bool | None]]:
+    """The transaction-scoped advisory lock `key` of this schema: advisory locks are per
+    database, and igsched instances (or tests) in schemas of their own must not wait for
+    each other's. With wait=False, whether it was taken."""
+    take = sa.func.pg_advisory_xact_lock if wait else sa.func.pg_try_advisory_xact_lock
+    return sa.select(take(sa.literal(key, sa.Integer), sa.func.hashtext(sa.func.coalesce(sa.func.current_schema(), ""))))
 # what opens Meta's 24-hour messaging window: the person wrote, tapped a quick reply or a button
 INBOUND_KINDS = ("message", "quick_reply", "postback")
 
@@ -269,7 +277,7 @@ def take_unhandled(conn: Connection, limit: int) -> list[EventRecord] | None:
     """The oldest events not handled yet, in the order they were stored; None when another
     daemon is handling events right now (PostgreSQL)."""
     if conn.dialect.name == "postgresql":
-        got = conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(RULES_LOCK_KEY))).scalar()
+        got = conn.execute(schema_lock(RULES_LOCK_KEY, wait=False)).scalar()
         if not got:
             return None
     rows = conn.execute(
@@ -322,7 +330,7 @@ def release_later(conn: Connection, now: datetime, actor: str, limit: int) -> li
     """Insert the waiting actions of events whose earlier actions are all finished (done,
     failed or unknown), in the same transaction that clears them from the event."""
     if conn.dialect.name == "postgresql":
-        got = conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(RULES_LOCK_KEY))).scalar()
+        got = conn.execute(schema_lock(RULES_LOCK_KEY, wait=False)).scalar()
         if not got:
             return []
     wa = waiting_actions
@@ -373,7 +381,7 @@ def claim_deliveries(
     if not targets:
         return []
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(FORWARD_LOCK_KEY)))
+        conn.execute(schema_lock(FORWARD_LOCK_KEY))
     fd = forward_deliveries
     heads = _heads(targets)
     picked = conn.execute(

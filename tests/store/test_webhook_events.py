@@ -15,6 +15,7 @@ from scheduler.engage.events import WebhookEvent, normalise
 from scheduler.lifecycle import ActionMove
 from scheduler.store import EventRecord, ForwardTarget, NewAction, Store, current_revision
 from scheduler.store.engine import _alembic_config, make_engine
+from scheduler.store.webhooks import RULES_LOCK_KEY, schema_lock
 from tests.helpers import settings_for
 
 SHOP = "17841400000000001"
@@ -234,3 +235,27 @@ def test_migration_0004_goes_up_and_down(empty_db_url: str) -> None:
             assert (tables <= set(sa.inspect(engine).get_table_names())) == (target == "0004")
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_the_rules_lock_is_one_per_schema(pg_migrated_url: str) -> None:
+    """Advisory locks are per database: the rules' lock is taken per schema, so igsched
+    instances (and tests) in schemas of their own never wait for each other's."""
+    store = Store(pg_migrated_url)
+    store.sync_accounts(settings_for(pg_migrated_url).accounts)
+    store.store_webhook_events(_batch(_comment(SHOP, "18010000000000001", "sale")), NAMES)
+    other = sa.create_engine(pg_migrated_url)
+    try:
+        with other.connect() as holder:  # another replica of this schema at it
+            assert holder.execute(schema_lock(RULES_LOCK_KEY, wait=False)).scalar() is True
+            assert store.handle_webhook_events(_rules_plan, 100, "test") is None
+            holder.rollback()
+        with other.connect() as holder:  # an instance in another schema of the same database
+            holder.execute(sa.text("SET search_path = public"))
+            assert holder.execute(schema_lock(RULES_LOCK_KEY, wait=False)).scalar() is True
+            done = store.handle_webhook_events(_rules_plan, 100, "test")
+            holder.rollback()
+        assert done is not None and len(done) == 1
+    finally:
+        other.dispose()
+        store.close()
