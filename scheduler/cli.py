@@ -22,7 +22,7 @@ from scheduler.config import Settings, startup_problems
 from scheduler.engage.actions import queued_message_action
 from scheduler.lifecycle import ACTIVE, FINISHED
 from scheduler.logformat import remember_secrets, setup_logging
-from scheduler.problems import InvalidInput, Problem
+from scheduler.problems import InvalidInput, Problem, plain
 from scheduler.service.credentials import configured_tokens
 from scheduler.store import (
     DatabaseUnreachable,
@@ -101,6 +101,7 @@ def _load_files(files: tuple[Path, ...], settings: Settings,
     problems: list[Problem] = []
     specs: list[Any] = []
     messages: list[Any] = []
+    labels: dict[int, str] = {}  # id(spec) → "post 2 (key spring)"
     for f in files:
         try:
             doc = load_queue_document(f, settings, now)
@@ -109,6 +110,9 @@ def _load_files(files: tuple[Path, ...], settings: Settings,
             continue
         specs.extend(doc.posts)
         messages.extend(doc.messages)
+        # a file that loaded has every entry as a spec, in order: its place names it
+        labels.update({id(p): f"post {i} (key {p.key})" for i, p in enumerate(doc.posts, start=1)})
+        labels.update({id(m): f"message {i} (key {m.key})" for i, m in enumerate(doc.messages, start=1)})
         if report:
             n, m = len(doc.posts), len(doc.messages)
             click.echo(f"{f}: {n} post{'s' if n != 1 else ''}" + (f", {m} message{'s' if m != 1 else ''}" if m else "")
@@ -119,7 +123,7 @@ def _load_files(files: tuple[Path, ...], settings: Settings,
         for s in items:
             if s.key in seen and seen[s.key] != s.source_file:
                 problems.append(Problem(s.source_file or "-", f"key {s.key} is also used in {seen[s.key]}",
-                                        field="key"))
+                                        post=labels.get(id(s)), field="key"))
             seen.setdefault(s.key, s.source_file or "-")
     return specs, messages, problems
 
@@ -176,6 +180,7 @@ def _print_posts(posts: list[dict[str, Any]], as_json: bool, finished: bool) -> 
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, header_style="bold")
     cols = ["key", "account", "kind", "scheduled (UTC)", "state"]
@@ -191,7 +196,8 @@ def _print_posts(posts: list[dict[str, Any]], as_json: bool, finished: bool) -> 
         else:
             row.append(short_time(p.get("next_action_at")))
         row.append(p.get("reason") or "")
-        table.add_row(*row)
+        # as written, never as rich markup; a reason may quote a file's name or an API's answer
+        table.add_row(*(Text(plain(v)) for v in row))
     Console(width=200).print(table)
 
 
@@ -244,24 +250,27 @@ def show(obj: Ctx, key: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return
+    # every stored text on one line, control characters escaped: a file's name, a caption's
+    # source or an API's answer could otherwise print lines that look like ours
     for k in ("key", "account", "kind", "at", "state", "reason", "media_id", "permalink", "published_at",
               "lateness_s", "container_id", "source_file"):
         if d.get(k) is not None:
-            click.echo(f"{k:14} {d[k]}")
+            click.echo(f"{k:14} {plain(d[k])}")
     if "first_comment" in d:
         click.echo(f"{'first_comment':14} {d['first_comment']['state']}"
-                   + (f" ({d['first_comment']['error']})" if d["first_comment"]["error"] else ""))
+                   + (f" ({plain(d['first_comment']['error'])})" if d["first_comment"]["error"] else ""))
     click.echo("media:")
     for m in d["media"]:
-        click.echo(f"  [{m['position']}] {m['kind']:5} {m['source']}  container={m['container_id'] or '-'} "
-                   f"status={m['status'] or '-'}" + (f" error={m['error']}" if m["error"] else ""))
+        click.echo(f"  [{m['position']}] {m['kind']:5} {plain(m['source'])}  container={m['container_id'] or '-'} "
+                   f"status={m['status'] or '-'}" + (f" error={plain(m['error'])}" if m["error"] else ""))
     click.echo("events:")
     for e in d["events"]:
-        click.echo(f"  {short_time(e['at'])}  {e['from'] or '-':>10} → {e['to']:<10} {e['reason'] or ''}")
+        click.echo(f"  {short_time(e['at'])}  {e['from'] or '-':>10} → {e['to']:<10} {plain(e['reason'] or '')}")
     click.echo("api calls:")
     for c in d["api_calls"]:
         click.echo(f"  {short_time(c['at'])}  {c['endpoint']:<40} {c['http_status'] or '-'} {c['outcome']}"
-                   + (f" error {c['error']}" if c["error"] else "") + (f" fbtrace {c['fbtrace_id']}" if c["fbtrace_id"] else ""))
+                   + (f" error {plain(c['error'])}" if c["error"] else "")
+                   + (f" fbtrace {plain(c['fbtrace_id'])}" if c["fbtrace_id"] else ""))
 
 
 @main.command()

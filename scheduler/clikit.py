@@ -15,7 +15,9 @@ import click
 from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
 
 from scheduler.config import Settings, find_config_path, load_settings
+from scheduler.logformat import remember_secrets
 from scheduler.problems import InvalidInput, Problem, shown
+from scheduler.service.credentials import configured_secrets
 from scheduler.store import (
     DatabaseUnreachable,
     NotAllowed,
@@ -53,6 +55,8 @@ def handled(fn: F) -> F:
         except PostNotFound as e:
             die(f"no post with key {e}", 2)
         except NotAllowed as e:
+            if e.source is not None:  # an import: name the file, the post and the field
+                problems_exit([Problem(e.source[0], str(e), f"key {e.source[1]}", "account")])
             die(str(e), 2)
         except (SchemaBehind, DatabaseUnreachable) as e:
             die(" ".join(str(e).split()), 1)  # drivers' messages span lines: one line per failure
@@ -90,6 +94,8 @@ class Ctx:
             if not path.is_file():
                 raise InvalidInput([Problem(str(path), "configuration file not found")])
             self._settings = load_settings(path)
+            # before any message can quote one (a token written where an account name goes)
+            remember_secrets(configured_secrets(self._settings))
         return self._settings
 
     def store(self, upgrade: bool) -> Store:

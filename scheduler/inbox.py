@@ -138,7 +138,8 @@ class Inbox:
             report = store.enqueue(doc.posts, actor, [queued_message_action(m) for m in doc.messages],
                                    settings.skip_check())
         except NotAllowed as e:
-            return self._reject(path, [Problem(path.name, str(e))])
+            post, field = (f"key {e.source[1]}", "account") if e.source is not None else (None, None)
+            return self._reject(path, [Problem(path.name, str(e), post, field)])
         except Exception as e:
             log.warning("inbox: %s not imported now: %s: %s", shown(path.name), type(e).__name__,
                         shown(str(e).splitlines()[0] if str(e) else "", 200))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from scheduler.redaction import redact
 
 
 @dataclass(frozen=True)
@@ -20,7 +24,8 @@ class Problem:
             where.append(self.post)
         if self.field:
             where.append(f"field '{self.field}'")
-        return shown(": ".join(where) + ": " + self.message)
+        # a message quotes what the file wrote, and a file may write a token or a password
+        return shown(redact(": ".join(where) + ": " + self.message) or "")
 
 
 MAX_SHOWN = 600  # a message quotes what was written; a hostile file may write a lot
@@ -35,6 +40,25 @@ def shown(text: str, limit: int = MAX_SHOWN) -> str:
         for c in text
     )
     return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
+def foreign_keys(keys: Iterable[object], allowed: Sequence[str]) -> str | None:
+    """For a document none of whose top-level keys is one we know (nor a near miss of one):
+    the problem to report instead of a line per key, or None. Its keys are not quoted: the
+    file may be another program's (a mistyped path, a link to a file of secrets) and each
+    line of such a file parses as a key."""
+    names = [str(k) for k in keys]
+    if not names or any(n in allowed or difflib.get_close_matches(n, allowed, n=1) for n in names):
+        return None
+    return (f"none of its {len(names)} top-level key{'s' if len(names) != 1 else ''} is one this file "
+            f"takes ({', '.join(allowed)}): is it the right file? (its keys are not shown)")
+
+
+def plain(value: object) -> str:
+    """A stored text shown whole on one line: control characters (line breaks, escape
+    sequences) escaped, so what a file's name or a stranger's words hold cannot print lines
+    or colours that look like ours."""
+    return shown(str(value), limit=len(str(value)) * 10 + 1)
 
 
 class InvalidInput(Exception):

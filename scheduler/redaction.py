@@ -18,11 +18,13 @@ from urllib.parse import quote
 REDACTED = "[redacted]"
 MIN_SECRET_CHARS = 4  # tiny "secrets" would shred ordinary text
 # Belt and braces beyond the known secrets: query-string tokens and token-shaped strings
-# (Facebook tokens start with EAA, Instagram ones with IGQV / IGAA).
+# (Facebook tokens start with EAA, Instagram ones with IGQV, IGQW or IGAA).
 _TOKEN_PATTERNS = (
     re.compile(r"(access_token=)[^&\s\"']+", re.IGNORECASE),
     re.compile(r"\b((?:Bearer|OAuth)\s+)[A-Za-z0-9_\-.|=]{20,}", re.IGNORECASE),
-    re.compile(r"\b(?:EAA|IGQV|IGAA)[A-Za-z0-9_\-]{20,}"),
+    re.compile(r"\b(?:EAA|IGQ[VW]|IGAA)[A-Za-z0-9_\-]{20,}"),
+    # a URL's password (scheme://user:password@host), in a message quoting a URL as written
+    re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@]*:)[^\s/@]+(?=@)"),
 )
 
 _known: set[str] = set()

@@ -59,4 +59,5 @@ def short_time(value: str | None) -> str:
     """ISO → 'YYYY-MM-DD HH:MM:SS.mmm' for tables (UTC)."""
     if not value:
         return "-"
-    return value.replace("T", " ")[:23]
+    text = value.replace("T", " ").removesuffix("+00:00")  # the columns say UTC
+    return text[:23]

@@ -27,7 +27,7 @@ from scheduler.graph.engagement import MAX_COMMENTS_PAGE, PROFILE_FIELDS, Commen
 from scheduler.graph.errors import GraphError
 from scheduler.lifecycle import ActionState
 from scheduler.pipeline.runtime import Paused
-from scheduler.problems import InvalidInput, Problem
+from scheduler.problems import InvalidInput, Problem, plain
 from scheduler.store import ActionNotFound
 
 T = TypeVar("T")
@@ -90,7 +90,9 @@ def _print_comments(items: list[CommentInfo], as_json: bool) -> None:
         return
     for c in items:
         extra = f"  ({c.replies_count} replies)" if c.replies_count else ""
-        click.echo(f"{c.id}  {c.timestamp or '-'}  @{c.username or '?'}  ♥{c.like_count or 0}{extra}  {c.text or ''}")
+        # a stranger's words, one line each, control characters escaped (no terminal tricks)
+        click.echo(f"{plain(c.id)}  {c.timestamp or '-'}  @{plain(c.username or '?')}  ♥{c.like_count or 0}{extra}  "
+                   f"{plain(c.text or '')}")
     click.echo(f"{len(items)} comment{'s' if len(items) != 1 else ''}", err=True)
 
 
@@ -106,7 +108,7 @@ def _print_outcome(result: ActionResult, as_json: bool) -> None:
             line += f" ({a.result_id})"
         if a.reason:
             line += f" — {a.reason}"
-        click.echo(line)
+        click.echo(plain(line))
     if a.state in FAILED:
         raise SystemExit(1)
 
@@ -266,7 +268,7 @@ def profile(obj: Ctx, igsid: str, fields: str, refresh: bool, account: str | Non
         click.echo(json.dumps(found, indent=2))
         return
     for k, v in found.items():
-        click.echo(f"{k:14} {v if v is not None else '-'}")
+        click.echo(f"{k:14} {plain(v) if v is not None else '-'}")
 
 
 # --- actions -------------------------------------------------------------------------------
@@ -290,8 +292,9 @@ def actions(ctx: click.Context, state: str | None, account: str | None, as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for r in rows:
-        click.echo(f"{r['created_at']}  {r['key']}  {r['account']}  {r['kind']} → {r['target']}  {r['state']}"
-                   + (f"  {r['result_id']}" if r["result_id"] else "") + (f"  — {r['reason']}" if r["reason"] else ""))
+        click.echo(plain(f"{r['created_at']}  {r['key']}  {r['account']}  {r['kind']} → {r['target']}  {r['state']}"
+                         + (f"  {r['result_id']}" if r["result_id"] else "")
+                         + (f"  — {r['reason']}" if r["reason"] else "")))
     click.echo(f"{len(rows)} action{'s' if len(rows) != 1 else ''}", err=True)
 
 

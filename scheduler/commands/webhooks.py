@@ -20,7 +20,7 @@ from scheduler.engage.events import EVENT_KINDS
 from scheduler.engage.webhook_auth import SIGNATURE_HEADER, sign
 from scheduler.graph.client import CallRecord, GraphClient
 from scheduler.graph.errors import GraphError, GraphUnavailable
-from scheduler.problems import InvalidInput, Problem
+from scheduler.problems import InvalidInput, Problem, plain
 from scheduler.redaction import remember_secret
 from scheduler.store import EventRecord, Store
 from scheduler.views import short_time
@@ -115,7 +115,7 @@ def events(obj: Ctx, since: str | None, kind: str | None, account: str | None, l
             handled_at += f" ({r['rule_actions']} action{'s' if r['rule_actions'] != 1 else ''})"
         kind = r["kind"] + (" (echo)" if r["is_echo"] else "")
         click.echo(f"{r['id']:>6}  {short_time(r['received_at'])}  {r['account']:<12} {kind:<14} "
-                   f"from {r['sender_id'] or '-':<18} handled {handled_at:<28} {said[:100]}")
+                   f"from {plain(r['sender_id'] or '-'):<18} handled {handled_at:<28} {plain(said[:100])}")
 
 
 @click.group()

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scheduler.engage.messages import OutboundMessage, parse_message
-from scheduler.problems import InvalidInput, Problem
+from scheduler.engage.messages import TOP_KEYS, OutboundMessage, parse_message
+from scheduler.problems import InvalidInput, Problem, foreign_keys
 from scheduler.queuefile.yamlload import load_queue_yaml, read_queue_text
 
 
@@ -21,6 +21,8 @@ def load_message_file(path: Path, limit: int, *, to: str | None = None) -> Outbo
     problems = [Problem(str(path), p) for p in file_problems]
     if not usable:
         raise InvalidInput(problems)
+    if isinstance(doc, dict) and (foreign := foreign_keys(doc, TOP_KEYS)) is not None:
+        raise InvalidInput([*problems, Problem(str(path), foreign)])  # before --to joins its keys
     if to is not None and isinstance(doc, dict):
         if "to" not in doc and "comment" not in doc:
             doc = {**doc, "to": to}

@@ -29,7 +29,7 @@ from scheduler.graph.engagement import (
     to_commenter,
     to_person,
 )
-from scheduler.problems import InvalidInput, Problem
+from scheduler.problems import InvalidInput, Problem, foreign_keys
 
 # Meta's limits (facts sheet §6; template figures are third-party, see README "Engagement").
 MAX_TEXT_BYTES = 1000
@@ -394,6 +394,9 @@ def parse_message(
     c = _Checker(source, entry)
     if not isinstance(data, dict):
         c.fail(None, f"a message must be a mapping (key: value), not {_type_name(data)}")
+        raise InvalidInput(c.problems)
+    if (foreign := foreign_keys(data, TOP_KEYS)) is not None:
+        c.fail(None, foreign)
         raise InvalidInput(c.problems)
     c.keys(data, TOP_KEYS, None)
     to = comment = None

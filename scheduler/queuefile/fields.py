@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from scheduler.models import UserTag
-from scheduler.problems import Problem
+from scheduler.problems import Problem, shown
 from scheduler.queuefile.times import type_name
 
 CAPTION_MAX_CHARS = 2200
@@ -61,14 +61,19 @@ def not_text(name: str, value: object, wanted: str = "text") -> str:
     return f"{name} must be {wanted}, got {type_name(value)}{hint}"
 
 
+MAX_KEY_SHOWN = 80  # characters of an unknown key quoted in a problem
+
+
 def unknown_keys(ctx: Ctx, prefix: str, raw: dict[Any, Any], allowed: Sequence[str]) -> None:
     for key in raw:
         if str(key) in allowed:
             continue
-        path = f"{prefix}.{key}" if prefix else str(key)
+        # a key of any length is quoted short: the reason after it must stay on the line
+        name = shown(str(key), MAX_KEY_SHOWN)
+        path = f"{prefix}.{name}" if prefix else name
         near = difflib.get_close_matches(str(key), allowed, n=1)
         hint = f" (did you mean '{near[0]}'?)" if near else f"; allowed here: {', '.join(allowed)}"
-        ctx.add(path, f"unknown key '{key}'{hint}")
+        ctx.add(path, f"unknown key '{name}'{hint}")
 
 
 def unusable_char(text: str) -> str | None:

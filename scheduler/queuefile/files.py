@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from scheduler.config import Settings
 from scheduler.models import PostSpec, derived_key
-from scheduler.problems import InvalidInput
+from scheduler.problems import InvalidInput, foreign_keys
 from scheduler.queuefile.fields import (
     ALT_TEXT_MAX_CHARS,
     CAPTION_MAX_CHARS,
@@ -173,6 +173,9 @@ def _parse_document(
             None,
             f"the file must be a mapping with account, timezone and posts, got {type_name(doc)}{hint}",
         )
+        return _NOTHING
+    if (foreign := foreign_keys(doc, TOP_KEYS)) is not None:
+        ctx.add(None, foreign)
         return _NOTHING
     unknown_keys(ctx, "", doc, TOP_KEYS)
     defaults = _file_defaults(ctx, doc, settings)

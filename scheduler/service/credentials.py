@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 
-from scheduler.config import AccountSettings, Settings, TokenMissing
+from scheduler.config import AccountSettings, SecretMissing, Settings, TokenMissing
 from scheduler.redaction import remember_secret
 from scheduler.service.secrets import KeyFileError, TokenCipher, WrongKey, load_cipher
 from scheduler.service.tokens import Flavour, choose_token, flavour
@@ -22,6 +23,30 @@ def configured_tokens(settings: Settings) -> list[str]:
             out.append(acct.token())
         except TokenMissing:
             continue
+    return out
+
+
+def configured_secrets(settings: Settings) -> list[str]:
+    """Every secret the configuration names that can be read now: the tokens, the webhook
+    receiver's app secret and verify token, forwarding and notification signing keys. Read
+    so that redaction knows them before any text quotes one (a queue file that writes a
+    token where an account name goes is refused with a message that must not show it)."""
+    out = configured_tokens(settings)
+    hooks = settings.webhooks
+    readers: list[Callable[[], str | bytes | None]] = []
+    if hooks.app_secret_env is not None or hooks.app_secret_file is not None:
+        readers.append(hooks.app_secret)
+    if hooks.verify_token_env is not None or hooks.verify_token_file is not None:
+        readers.append(hooks.verify_token)
+    readers += [target.secret for target in hooks.forward]
+    readers += [target.secret for target in settings.notify]
+    for read in readers:
+        try:
+            value = read()
+        except (SecretMissing, TokenMissing):
+            continue  # reported where it is used
+        if value:
+            out.append(value.decode("utf-8", "replace") if isinstance(value, bytes) else value)
     return out
 
 

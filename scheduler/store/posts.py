@@ -136,7 +136,8 @@ def _reimport(conn: Connection, rec: PostRecord, spec: PostSpec, values: dict[st
         # its containers belong to the other account: moving it would publish them there
         raise NotAllowed(
             f"key {spec.key} belongs to a post of account {rec.account} that is already "
-            f"{rec.state}; it cannot move to account {spec.account} (use another key)"
+            f"{rec.state}; it cannot move to account {spec.account} (use another key)",
+            source=(spec.source_file or "-", spec.key),
         )
     if rec.spec_hash == values["spec_hash"]:
         report.unchanged.append(spec.key)
@@ -200,7 +201,12 @@ class PostNotFound(Exception):
 
 
 class NotAllowed(Exception):
-    pass
+    """A change the rules refuse. `source`: the queue file, and the post's key in it, that
+    asked for it (an import), so the message can name where to fix it."""
+
+    def __init__(self, message: str, source: tuple[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.source = source
 
 
 def cancel(conn: Connection, key: str, now: datetime, actor: str) -> PostRecord:

@@ -46,7 +46,8 @@ def test_a_key_moves_to_another_account_only_while_planned(tmp_path: Path, db_ur
     assert _run(config, "cancel", "one")[0] == 0
     code, _, err = _run(config, "enqueue", str(_queue(tmp_path, "c.yaml", "shop", caption="moved")))
     assert code == 2
-    assert "key one belongs to a post of account brand2 that is already cancelled" in err
+    assert (f"{tmp_path / 'c.yaml'}: key one: field 'account': key one belongs to a post of account brand2 "
+            "that is already cancelled") in err
     rec = Store(db_url).get("one")
     assert rec is not None and rec.account == "brand2" and rec.state == "cancelled"
     assert "moved" not in (rec.spec or "")
@@ -57,7 +58,7 @@ def test_validate_refuses_a_key_repeated_across_files(tmp_path: Path, db_url: st
     a = _queue(tmp_path, "a.yaml", "shop")
     b = _queue(tmp_path, "b.yaml", "brand2")
     code, _, err = _run(config, "validate", str(a), str(b))
-    assert code == 2 and f"{b}: field 'key': key one is also used in {a}" in err
+    assert code == 2 and f"{b}: post 1 (key one): field 'key': key one is also used in {a}" in err
     assert _run(config, "validate", str(a))[0] == 0
 
 
