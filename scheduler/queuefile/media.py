@@ -48,6 +48,8 @@ def _url_problem(url: str) -> str | None:
             f"contains characters Meta cannot fetch ({' '.join(odd)}); URLs must be plain "
             f"ASCII: percent-encode them ({example}) or rename the file"
         )
+    if any(c in "\r\n\t\v\f" for c in url):
+        return "contains a line break or tab; a URL is one line"
     if any(c.isspace() for c in url):
         return "contains spaces; write them as %20"
     try:

@@ -108,6 +108,10 @@ def _from_text(text: str) -> datetime:
     """A datetime (naive or aware) from the text forms we accept."""
     s = text.strip()
     if _DATE_RE.match(s):
+        try:
+            date.fromisoformat("-".join(p.zfill(2) for p in s.split("-")))
+        except ValueError as e:  # 2027-13-45: the date itself is wrong, say that first
+            raise TimeProblem(f"at '{s}' is not a date ({e})") from None
         raise TimeProblem(f"at '{s}' is a date without a time of day; write e.g. {s} 09:00")
     m = _TIME_RE.match(s)
     if m is None and ":" not in s and "T" not in s.upper():  # e.g. 2026-W49-1: still a date

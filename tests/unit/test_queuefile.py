@@ -681,6 +681,17 @@ def test_other_url_problems() -> None:
     ]
 
 
+def test_a_date_that_does_not_exist_is_named_before_the_missing_time() -> None:
+    p = only_problem(posts(f'at: "2027-13-45"\nimage: {IMG}'))
+    assert p.field == "at"
+    assert p.message == "at '2027-13-45' is not a date (month must be in 1..12)"  # not "write e.g. 2027-13-45 09:00"
+
+
+def test_a_url_with_a_line_break_is_named_as_such() -> None:
+    p = only_problem(posts('at: now\nimage: "https://cdn.example.com/a\\r\\nb.jpg"'))
+    assert p.message == "image https://cdn.example.com/a\r\nb.jpg contains a line break or tab; a URL is one line"
+
+
 def test_non_ascii_url() -> None:
     p = only_problem(posts("at: now\nimage: https://cdn.example.com/Grüße.jpg"))
     assert p.field == "image"
