@@ -310,6 +310,7 @@ def quota(obj: Ctx, as_json: bool) -> None:
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, header_style="bold")
     for c in ("account", "quota", "app usage", "account usage", "state"):
@@ -321,8 +322,9 @@ def quota(obj: Ctx, as_json: bool) -> None:
             state = f"needs re-authorisation: {r['reauth_reason']}"
         elif r["paused"]:
             state = f"paused until {short_time(r['paused_until'])} UTC: {r['pause_reason']}"
-        table.add_row(r["account"], f"{r['quota_used']}/{total} in {r['quota_window_s'] // 3600} h",
-                      _pct(r["usage_app_pct"]), _pct(r["usage_buc_pct"]), state)
+        cells = (r["account"], f"{r['quota_used']}/{total} in {r['quota_window_s'] // 3600} h",
+                 _pct(r["usage_app_pct"]), _pct(r["usage_buc_pct"]), state)
+        table.add_row(*(Text(plain(c)) for c in cells))  # reasons quote Meta's answers: never markup
     Console(width=200).print(table)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
 
 from scheduler.config import Settings, find_config_path, load_settings
 from scheduler.logformat import remember_secrets
-from scheduler.problems import InvalidInput, Problem, shown
+from scheduler.problems import InvalidInput, Problem, plain, shown
 from scheduler.service.credentials import configured_secrets
 from scheduler.store import (
     DatabaseUnreachable,
@@ -32,7 +32,7 @@ ACTOR = "cli"
 
 
 def die(message: str, code: int) -> NoReturn:
-    click.echo(f"igsched: {message}", err=True)
+    click.echo(f"igsched: {plain(message)}", err=True)  # one line: a message may quote an answer
     sys.exit(code)
 
 

@@ -20,6 +20,8 @@ from scheduler.redaction import remember_secret
 DEFAULT_PATHS = ("./config.yaml", "/etc/igsched/config.yaml")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MAX_TOKEN_BYTES = 4096  # Meta's tokens are a few hundred characters
+MAX_SECRET_BYTES = 4096  # an app secret, a verify token, a signing key: a line of text
+MIN_GOOD_SECRET_CHARS = 12  # a webhook secret shorter than this is warned about at start
 
 
 class _Strict(BaseModel):
@@ -79,8 +81,7 @@ class AccountSettings(_Strict):
             return self._one_line(value, f"environment variable {self.token_env}")
         assert self.token_file is not None
         try:
-            with self.token_file.open("rb") as f:
-                raw = f.read(MAX_TOKEN_BYTES + 1)
+            raw = read_small_file(self.token_file, MAX_TOKEN_BYTES + 1)
         except OSError as e:
             raise TokenMissing(
                 f"account {self.name}: cannot read token_file {self.token_file}: {e.strerror}"
@@ -205,6 +206,20 @@ class SecretMissing(Exception):
     names the source, never a value."""
 
 
+def read_small_file(path: Path, limit: int) -> bytes:
+    """Up to `limit` bytes of a regular file. Opened without blocking and checked before it
+    is read: a FIFO, a device (`/dev/zero`) or a folder where a secret file should be raises
+    OSError instead of hanging or filling memory."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(0, "not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(limit)
+    finally:
+        os.close(fd)
+
+
 def _read_secret(what: str, env: str | None, path: Path | None) -> str:
     if env is not None:
         value = os.environ.get(env, "").strip()
@@ -214,9 +229,15 @@ def _read_secret(what: str, env: str | None, path: Path | None) -> str:
     if path is None:
         raise SecretMissing(f"{what}: not configured")
     try:
-        value = path.read_text().strip()
+        raw = read_small_file(path, MAX_SECRET_BYTES + 1)
     except OSError as e:
         raise SecretMissing(f"{what}: cannot read {path}: {e.strerror}") from None
+    if len(raw) > MAX_SECRET_BYTES:
+        raise SecretMissing(f"{what}: {path} is larger than a secret ({MAX_SECRET_BYTES} bytes at most)")
+    try:
+        value = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise SecretMissing(f"{what}: {path} is not text (not UTF-8)") from None
     if not value:
         raise SecretMissing(f"{what}: {path} is empty")
     return value
@@ -573,6 +594,21 @@ def startup_problems(settings: Settings) -> list[str]:
     for folder in q.media_dirs:
         if not folder.is_dir():
             found.append(f"queue.media_dirs: {folder} is not a folder that exists")
+    hooks = settings.webhooks
+    for what, read, configured in (
+            ("verify token", hooks.verify_token, hooks.verify_token_env or hooks.verify_token_file),
+            ("app secret", hooks.app_secret, hooks.app_secret_env or hooks.app_secret_file)):
+        if not configured:
+            continue
+        try:
+            short = len(read()) < MIN_GOOD_SECRET_CHARS
+        except SecretMissing as e:
+            found.append(str(e))
+            continue
+        if short:
+            found.append(f"webhooks {what} is shorter than {MIN_GOOD_SECRET_CHARS} characters: easy to "
+                         "guess, and cut from every log line (a word like it in a message would be too); "
+                         "use e.g. the output of `openssl rand -hex 16`")
     return found
 
 

@@ -43,15 +43,22 @@ def shown(text: str, limit: int = MAX_SHOWN) -> str:
 
 
 def foreign_keys(keys: Iterable[object], allowed: Sequence[str]) -> str | None:
-    """For a document none of whose top-level keys is one we know (nor a near miss of one):
-    the problem to report instead of a line per key, or None. Its keys are not quoted: the
-    file may be another program's (a mistyped path, a link to a file of secrets) and each
-    line of such a file parses as a key."""
+    """For a document none of whose top-level keys is one we know: the problem to report
+    instead of a line per key, or None. Only near misses of a known key are named, with
+    their fix; the other keys are counted, not quoted: the file may be another program's (a
+    mistyped path, a link to a file of secrets) and each line of such a file parses as a
+    key."""
     names = [str(k) for k in keys]
-    if not names or any(n in allowed or difflib.get_close_matches(n, allowed, n=1) for n in names):
+    if not names or any(n in allowed for n in names):
         return None
-    return (f"none of its {len(names)} top-level key{'s' if len(names) != 1 else ''} is one this file "
-            f"takes ({', '.join(allowed)}): is it the right file? (its keys are not shown)")
+    near = [(n, m[0]) for n in names if (m := difflib.get_close_matches(n, allowed, n=1))]
+    text = (f"none of its {len(names)} top-level key{'s' if len(names) != 1 else ''} is one this file "
+            f"takes ({', '.join(allowed)})")
+    text += "".join(f"; '{shown(redact(n) or '', 40)}': did you mean '{m}'?" for n, m in near)
+    if not near:
+        text += ": is it the right file?"
+    hidden = len(names) - len(near)
+    return text + (f" ({hidden} key{'s' if hidden != 1 else ''} not shown)" if hidden else "")
 
 
 def plain(value: object) -> str:

@@ -91,7 +91,7 @@ def _print_comments(items: list[CommentInfo], as_json: bool) -> None:
     for c in items:
         extra = f"  ({c.replies_count} replies)" if c.replies_count else ""
         # a stranger's words, one line each, control characters escaped (no terminal tricks)
-        click.echo(f"{plain(c.id)}  {c.timestamp or '-'}  @{plain(c.username or '?')}  ♥{c.like_count or 0}{extra}  "
+        click.echo(f"{plain(c.id)}  {plain(c.timestamp or '-')}  @{plain(c.username or '?')}  ♥{c.like_count or 0}{extra}  "
                    f"{plain(c.text or '')}")
     click.echo(f"{len(items)} comment{'s' if len(items) != 1 else ''}", err=True)
 

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from scheduler.clikit import Ctx, handled
+from scheduler.problems import plain
 from scheduler.service.report import status_report, tokens_report
 from scheduler.views import short_time
 
@@ -54,13 +55,13 @@ def tokens(obj: Ctx, as_json: bool) -> None:
             line += f", next refresh {short_time(r['next_refresh_at'])} UTC"
         if r["last_refresh_error"]:
             line += f" (last try: {r['last_refresh_error']})"
-        click.echo(line)
+        click.echo(plain(line))
 
 
 def _print_status(r: dict[str, Any]) -> None:
     click.echo("healthy" if r["healthy"] else "a person is needed:")
     for p in r["problems"]:
-        click.echo(f"  - {p}")
+        click.echo(f"  - {plain(p)}")
     click.echo("daemons:" if r["daemons"] else "daemons: none has run on this database")
     for d in r["daemons"]:
         how = (f"running, last tick {d['seconds_since_tick']:.0f} s ago" if d["running"]
@@ -72,9 +73,9 @@ def _print_status(r: dict[str, Any]) -> None:
     click.echo(f"next due: {n['key']} ({n['account']}, {n['kind']}, {n['state']}) at "
                f"{short_time(n['at'])} UTC" if n else "next due: nothing planned")
     for p in r["paused_accounts"]:
-        click.echo(f"paused: {p['account']} until {short_time(p['until'])} UTC: {p['reason']}")
+        click.echo(f"paused: {p['account']} until {short_time(p['until'])} UTC: {plain(p['reason'])}")
     for a in r["needs_reauth"]:
-        click.echo(f"needs re-authorisation: {a['account']}: {a['reason']}")
+        click.echo(f"needs re-authorisation: {a['account']}: {plain(a['reason'])}")
     for t in r["tokens"]:
         left = f"{t['days_left']:.1f} days left" if t["days_left"] is not None else "expiry unknown"
         click.echo(f"token {t['account']}: {t['source']}, {left}")

@@ -148,7 +148,7 @@ def subscribe(obj: Ctx, account: str | None) -> None:
             click.echo(f"{name}: subscribed to {', '.join(fields)}")
         else:
             failed += 1
-            click.echo(f"{name}: not subscribed: {error}", err=True)
+            click.echo(f"{name}: not subscribed: {plain(error)}", err=True)
     if failed:
         die(f"{failed} of {len(results)} account(s) not subscribed", 1)
 

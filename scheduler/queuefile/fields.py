@@ -18,6 +18,7 @@ from typing import Any
 from scheduler.models import UserTag
 from scheduler.problems import Problem, shown
 from scheduler.queuefile.times import type_name
+from scheduler.redaction import redact
 
 CAPTION_MAX_CHARS = 2200
 CAPTION_MAX_HASHTAGS = 30
@@ -69,7 +70,7 @@ def unknown_keys(ctx: Ctx, prefix: str, raw: dict[Any, Any], allowed: Sequence[s
         if str(key) in allowed:
             continue
         # a key of any length is quoted short: the reason after it must stay on the line
-        name = shown(str(key), MAX_KEY_SHOWN)
+        name = shown(redact(str(key)) or "", MAX_KEY_SHOWN)  # redacted before cut: a cut secret would not match
         path = f"{prefix}.{name}" if prefix else name
         near = difflib.get_close_matches(str(key), allowed, n=1)
         hint = f" (did you mean '{near[0]}'?)" if near else f"; allowed here: {', '.join(allowed)}"

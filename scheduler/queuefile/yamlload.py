@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from scheduler.problems import InvalidInput, Problem, shown
+from scheduler.redaction import redact
 
 # Aliases are shared objects after loading, so a billion-laughs file is small in memory but
 # huge to walk; counting every visit (not every object) bounds the work done on it.
@@ -187,7 +188,7 @@ def load_queue_yaml(text: str, limit: int) -> tuple[bool, Any, list[str]]:
         if loader is not None:
             loader.dispose()
     problems = [
-        f"'{shown(str(key), 80)}' is written twice in the same place (lines {first} and {again}); keep only one"
+        f"'{shown(redact(str(key)) or '', 80)}' is written twice in the same place (lines {first} and {again}); keep only one"
         for key, first, again in loader.duplicates
     ]
     size_problem = _size_problem(doc)

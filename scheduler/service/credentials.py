@@ -8,7 +8,13 @@ import asyncio
 import threading
 from collections.abc import Callable
 
-from scheduler.config import AccountSettings, SecretMissing, Settings, TokenMissing
+from scheduler.config import (
+    MIN_GOOD_SECRET_CHARS,
+    AccountSettings,
+    SecretMissing,
+    Settings,
+    TokenMissing,
+)
 from scheduler.redaction import remember_secret
 from scheduler.service.secrets import KeyFileError, TokenCipher, WrongKey, load_cipher
 from scheduler.service.tokens import Flavour, choose_token, flavour
@@ -24,6 +30,8 @@ def configured_tokens(settings: Settings) -> list[str]:
         except TokenMissing:
             continue
     return out
+
+
 
 
 def configured_secrets(settings: Settings) -> list[str]:
@@ -45,8 +53,11 @@ def configured_secrets(settings: Settings) -> list[str]:
             value = read()
         except (SecretMissing, TokenMissing):
             continue  # reported where it is used
-        if value:
-            out.append(value.decode("utf-8", "replace") if isinstance(value, bytes) else value)
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        # a short secret chosen by hand (a verify token "test") would cut that word out of
+        # every message: such a one is warned about when the daemon starts (startup_problems)
+        if text and len(text) >= MIN_GOOD_SECRET_CHARS:
+            out.append(text)
     return out
 
 

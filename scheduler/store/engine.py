@@ -160,6 +160,14 @@ def current_revision(engine: Engine) -> str | None:
 MIGRATION_LOCK_KEY = 0x1975C4ED
 
 
+def schema_lock(key: int, wait: bool = True) -> sa.Select[tuple[bool | None]]:
+    """The transaction-scoped advisory lock `key` of this schema: advisory locks are per
+    database, and igsched instances (or tests) in schemas of their own must not wait for
+    each other's. With wait=False, whether it was taken."""
+    take = sa.func.pg_advisory_xact_lock if wait else sa.func.pg_try_advisory_xact_lock
+    return sa.select(take(sa.literal(key, sa.Integer), sa.func.hashtext(sa.func.coalesce(sa.func.current_schema(), ""))))
+
+
 def upgrade(engine: Engine) -> None:
     """Apply pending migrations (idempotent)."""
     cfg = _alembic_config()
@@ -167,9 +175,7 @@ def upgrade(engine: Engine) -> None:
         if conn.dialect.name == "postgresql":
             # several daemons starting at once on a new database: one migrates, the others
             # wait here and then find the schema current (Alembic reads the version after)
-            # (one per schema: a schema of its own is a database of its own to igsched)
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key, hashtext(coalesce(current_schema(), '')))"),
-                         {"key": MIGRATION_LOCK_KEY})
+            conn.execute(schema_lock(MIGRATION_LOCK_KEY))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 

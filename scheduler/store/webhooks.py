@@ -25,6 +25,7 @@ from scheduler.clock import to_aware, to_naive_utc
 from scheduler.engage.events import WebhookEvent
 from scheduler.lifecycle import ACTION_ACTIVE
 from scheduler.store.actions import insert_actions
+from scheduler.store.engine import schema_lock
 from scheduler.store.records import NewAction, Planned, _FromRow
 from scheduler.store.schema import actions
 from scheduler.store.webhook_schema import (
@@ -39,12 +40,6 @@ RULES_LOCK_KEY = 0x1975C4EE
 FORWARD_LOCK_KEY = 0x1975C4EF
 
 
-def schema_lock(key: int, wait: bool = True) -> sa.Select[tuple[bool | None]]:
-    """The transaction-scoped advisory lock `key` of this schema: advisory locks are per
-    database, and igsched instances (or tests) in schemas of their own must not wait for
-    each other's. With wait=False, whether it was taken."""
-    take = sa.func.pg_advisory_xact_lock if wait else sa.func.pg_try_advisory_xact_lock
-    return sa.select(take(sa.literal(key, sa.Integer), sa.func.hashtext(sa.func.coalesce(sa.func.current_schema(), ""))))
 # what opens Meta's 24-hour messaging window: the person wrote, tapped a quick reply or a button
 INBOUND_KINDS = ("message", "quick_reply", "postback")
 

@@ -14,8 +14,8 @@ from alembic import command
 from scheduler.engage.events import WebhookEvent, normalise
 from scheduler.lifecycle import ActionMove
 from scheduler.store import EventRecord, ForwardTarget, NewAction, Store, current_revision
-from scheduler.store.engine import _alembic_config, make_engine
-from scheduler.store.webhooks import RULES_LOCK_KEY, schema_lock
+from scheduler.store.engine import _alembic_config, make_engine, schema_lock
+from scheduler.store.webhooks import RULES_LOCK_KEY
 from tests.helpers import settings_for
 
 SHOP = "17841400000000001"

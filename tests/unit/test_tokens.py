@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,19 @@ def test_startup_problems_name_each_account_and_key(tmp_path: Path, monkeypatch:
     ]
     assert startup_problems(settings_from_dict({}, "t")) == [
         "no accounts are configured (accounts:); no post can be published"]
+
+
+def test_a_short_or_unreadable_webhook_secret_is_a_startup_problem(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IGSCHED_SHORT_VERIFY", "test")
+    os.mkfifo(tmp_path / "fifo")  # nobody writes: read without care, it would wait forever
+    settings = settings_from_dict({"webhooks": {"verify_token_env": "IGSCHED_SHORT_VERIFY",
+                                                "app_secret_file": str(tmp_path / "fifo")}}, "t")
+    assert startup_problems(settings)[1:] == [
+        "webhooks verify token is shorter than 12 characters: easy to guess, and cut from every log line "
+        "(a word like it in a message would be too); use e.g. the output of `openssl rand -hex 16`",
+        f"webhooks app secret: cannot read {tmp_path / 'fifo'}: not a regular file",
+    ]
 
 
 def test_an_unknown_log_level_is_a_configuration_error() -> None:
