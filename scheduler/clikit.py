@@ -92,7 +92,8 @@ class Ctx:
                     "configuration", "no configuration file found (tried --config, $IGSCHED_CONFIG, "
                     "./config.yaml, /etc/igsched/config.yaml); start from config.example.yaml")])
             if not path.is_file():
-                raise InvalidInput([Problem(str(path), "configuration file not found")])
+                what = "is not a regular file" if path.exists() else "not found"
+                raise InvalidInput([Problem(str(path), f"configuration file {what}")])
             self._settings = load_settings(path)
             # before any message can quote one (a token written where an account name goes)
             remember_secrets(configured_secrets(self._settings))

@@ -14,18 +14,20 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from scheduler.problems import InvalidInput, Problem
+from scheduler.problems import InvalidInput, Problem, foreign_keys, shown
 from scheduler.redaction import remember_secret
 
 DEFAULT_PATHS = ("./config.yaml", "/etc/igsched/config.yaml")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MAX_TOKEN_BYTES = 4096  # Meta's tokens are a few hundred characters
 MAX_SECRET_BYTES = 4096  # an app secret, a verify token, a signing key: a line of text
+MAX_CONFIG_BYTES = 1024 * 1024  # a configuration is a few KiB
 MIN_GOOD_SECRET_CHARS = 12  # a webhook secret shorter than this is warned about at start
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # no inf or nan: a duration of .inf passes every lower bound and overflows a timer later
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class _OnKey(_Strict):
@@ -47,11 +49,28 @@ class DatabaseSettings(_Strict):
 
 class GraphSettings(_Strict):
     base_url: str = "https://graph.instagram.com"
-    api_version: str = "v23.0"
+    api_version: Annotated[str, Field(pattern=r"^/?v[0-9]{1,3}\.[0-9]{1,3}/?$")] = "v23.0"
     timeout_s: Annotated[float, Field(gt=0)] = 30.0
     # which login the tokens come from: Instagram Login tokens last 60 days and are refreshed;
     # auto: Instagram Login on graph.instagram.com only (a proxy or the emulator says which)
     login: Literal["auto", "instagram", "facebook"] = "auto"
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str) -> str:
+        # calls go to base_url/api_version/...: a scheme, a host and nothing a call would drop
+        try:
+            parts = urlsplit(v)
+            parts.port  # noqa: B018  (raises for a port that is not a number)
+        except ValueError as e:
+            raise ValueError(f"is not a URL ({e})") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s):// URL with a host, e.g. https://graph.instagram.com")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not carry a user name or password (the token goes in a header)")
+        if parts.query or parts.fragment:
+            raise ValueError("must not carry a query or a fragment")
+        return v
 
 
 class AccountSettings(_Strict):
@@ -137,10 +156,11 @@ class QueueSettings(_Strict):
 
 
 class DaemonSettings(_Strict):
-    identity: str | None = None  # default: host name
-    tick_s: Annotated[float, Field(gt=0)] = 5.0
-    lease_s: Annotated[float, Field(gt=0)] = 30.0
-    workers: Annotated[int, Field(gt=0, le=256)] = 64
+    # shown in status, logs and leases: printable, one word
+    identity: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9_.:@-]{1,100}$")] = None  # default: host name
+    tick_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    lease_s: Annotated[float, Field(gt=0, le=86400)] = 30.0
+    workers: Annotated[int, Field(strict=True, gt=0, le=256)] = 64
 
     def resolved_identity(self) -> str:
         return self.identity or socket.gethostname()
@@ -648,14 +668,37 @@ def find_config_path(explicit: str | None) -> Path | None:
 
 
 def load_settings(path: Path) -> Settings:
+    """The configuration file, validated. Every problem names the file and the key path, and
+    quotes nothing of a file that is not a configuration (a mistyped path, a link to another
+    program's file of secrets)."""
+    def refuse(message: str) -> InvalidInput:
+        return InvalidInput([Problem(str(path), message)])
     try:
-        text = path.read_text()
+        raw = read_small_file(path, MAX_CONFIG_BYTES + 1)
     except OSError as e:
-        raise InvalidInput([Problem(str(path), f"cannot read the configuration: {e.strerror}")]) from None
+        raise refuse(f"cannot read the configuration: {e.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise refuse(f"the configuration is larger than {MAX_CONFIG_BYTES // 1024} KiB; is it the right file?")
     try:
-        data = yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader subclass
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise refuse(f"the configuration is not UTF-8 text (byte {e.start + 1})") from None
+    loader = _ConfigLoader(text)
+    try:
+        data = loader.get_single_data()
     except yaml.YAMLError as e:
-        raise InvalidInput([Problem(str(path), f"not valid YAML: {e}")]) from None
+        # the problem and where, never the parser's snippet of the file's text
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise refuse(f"not valid YAML{where}: {getattr(e, 'problem', None) or 'unreadable'}") from None
+    finally:
+        loader.dispose()
+    if isinstance(data, dict) and (foreign := foreign_keys(data, tuple(Settings.model_fields))) is not None:
+        raise refuse(foreign)
+    if loader.duplicates:
+        raise InvalidInput([Problem(str(path), f"'{shown(key, 80)}' is written twice in the same place (lines "
+                                               f"{first} and {again}); keep only one")
+                            for key, first, again in loader.duplicates])
     return settings_from_dict(data, str(path))
 
 
@@ -664,8 +707,18 @@ class _ConfigLoader(yaml.SafeLoader):
     `yes` or `no` key into a boolean, but every key in this file is a name (rules use `on:`).
     Values keep their YAML meaning (`enabled: yes` is still true)."""
 
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[tuple[str, int, int]] = []  # key, first line, line again
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[str, int] = {}
         for key_node, _ in node.value:
             if isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:bool":
                 key_node.tag = "tag:yaml.org,2002:str"
+            if isinstance(key_node, yaml.ScalarNode):  # a key written twice: the first would be lost
+                line = key_node.start_mark.line + 1
+                if key_node.value in seen:
+                    self.duplicates.append((key_node.value, seen[key_node.value], line))
+                seen.setdefault(key_node.value, line)
         return super().construct_mapping(node, deep=deep)

@@ -22,7 +22,10 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy.engine import make_url
 
+from scheduler.config import read_small_file
+
 log = logging.getLogger(__name__)
+MAX_KEY_FILE_BYTES = 64 * 1024  # a few keys of 44 characters, with comments
 
 KEY_FILE_NAME = "igsched.key"
 
@@ -101,7 +104,10 @@ def read_key_file(path: Path) -> TokenCipher:
     """Load a key file; every problem names the file and says what is wrong."""
     try:
         st = path.stat()
-        text = path.read_text(encoding="ascii")
+        raw = read_small_file(path, MAX_KEY_FILE_BYTES + 1)  # a FIFO or device: refused, never waited on
+        if len(raw) > MAX_KEY_FILE_BYTES:
+            raise KeyFileError(f"key file {path} is larger than a key file ({MAX_KEY_FILE_BYTES} bytes at most)")
+        text = raw.decode("ascii")
     except FileNotFoundError:
         raise KeyFileError(f"key file {path} does not exist") from None
     except OSError as e:

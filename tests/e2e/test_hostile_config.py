@@ -1,0 +1,104 @@
+"""A configuration file under hostile or broken conditions: one clear line naming the file
+(and the key), exit 2, nothing quoted of a file that is not a configuration, never a
+traceback or a hang."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from scheduler.cli import main
+from tests.e2e.test_cli import SHOP
+
+SHADOW = "zelda:$6$Zq9ab$hashedpasswordvalue:20228:0:99999:7:::\nyorick:*:20228:0:99999:7:::\n"
+
+
+def _run(config: Path, *args: str) -> tuple[int, str]:
+    r = CliRunner().invoke(main, ["--config", str(config), *args])
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    return r.exit_code, r.stdout + r.stderr
+
+
+def _good(tmp: Path, **extra: object) -> dict[str, object]:
+    return {"database": {"url": f"sqlite:///{tmp / 'db.sqlite'}"}, "accounts": [SHOP], **extra}
+
+
+def test_a_config_that_is_another_programs_file_is_not_echoed(tmp_path: Path) -> None:
+    shadow = tmp_path / "shadow"
+    shadow.write_text(SHADOW)
+    link = tmp_path / "config.yaml"
+    link.symlink_to(shadow)
+    for config in (shadow, link):
+        code, out = _run(config, "status")
+        assert code == 2
+        assert "zelda" not in out and "hashedpassword" not in out and "yorick" not in out
+        assert "is it the right file? (2 keys not shown)" in out
+
+
+def test_invalid_yaml_in_a_config_is_located_not_quoted(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text('database:\n  url: "sqlite:///x.db"\npassword: "Sup3rS3cretValue\n')
+    code, out = _run(config, "status")
+    assert code == 2 and "Sup3rS3cret" not in out
+    assert f"{config}: not valid YAML at line 4, column 1: found unexpected end of stream" in out
+
+
+@pytest.mark.parametrize("kind", ["not utf-8", "fifo", "folder", "huge"])
+def test_an_unusable_config_file_is_named(tmp_path: Path, kind: str) -> None:
+    config = tmp_path / "config.yaml"
+    if kind == "not utf-8":
+        config.write_bytes(b'database:\n  url: "sqlite:////tmp/\xff.db"\n')
+        expected = "the configuration is not UTF-8 text (byte 34)"
+    elif kind == "fifo":
+        os.mkfifo(config)
+        expected = "configuration file is not a regular file"
+    elif kind == "folder":
+        config.mkdir()
+        expected = "configuration file is not a regular file"
+    else:
+        config.write_text("# " + "x" * 2_000_000 + "\n")
+        expected = "the configuration is larger than 1024 KiB; is it the right file?"
+    code, out = _run(config, "status")
+    assert code == 2 and expected in out and "Traceback" not in out
+
+
+def test_a_section_written_twice_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(_good(tmp_path)) + "graph:\n  timeout_s: 5\ngraph:\n  timeout_s: 9\n")
+    code, out = _run(config, "status")
+    assert code == 2
+    assert "'graph' is written twice in the same place (lines" in out
+
+
+@pytest.mark.parametrize(("section", "values", "key"), [
+    ("graph", {"base_url": "file:///etc/passwd"}, "graph.base_url"),
+    ("graph", {"base_url": "javascript:alert(1)"}, "graph.base_url"),
+    ("graph", {"base_url": "graph.instagram.com"}, "graph.base_url"),
+    ("graph", {"base_url": "http://user:pw@127.0.0.1:1"}, "graph.base_url"),
+    ("graph", {"api_version": "v23.0/../../_emulator/reset"}, "graph.api_version"),
+    ("daemon", {"lease_s": float("inf")}, "daemon.lease_s"),
+    ("daemon", {"lease_s": 1e15}, "daemon.lease_s"),
+    ("daemon", {"tick_s": 1e15}, "daemon.tick_s"),
+    ("daemon", {"workers": True}, "daemon.workers"),
+    ("daemon", {"identity": "evil\x1b[31m\nfake: line"}, "daemon.identity"),
+])
+def test_values_that_would_break_the_daemon_later_are_refused_now(tmp_path: Path, section: str,
+                                                                   values: dict[str, object], key: str) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(_good(tmp_path, **{section: values})))
+    code, out = _run(config, "status")
+    assert code == 2, out
+    assert key in out and "pw@" not in out and "\x1b" not in out
+
+
+def test_a_key_file_that_is_a_fifo_is_named_not_waited_on(tmp_path: Path) -> None:
+    from scheduler.service.secrets import KeyFileError, read_key_file
+
+    fifo = tmp_path / "igsched.key"
+    os.mkfifo(fifo)  # nobody writes: opened the usual way, this would wait forever
+    with pytest.raises(KeyFileError, match="not a regular file"):
+        read_key_file(fifo)
