@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from scheduler import __version__
-from scheduler.clikit import ACTOR, Ctx, db_error_text, handled, problems_exit
+from scheduler.clikit import ACTOR, Ctx, db_error_text, die, handled, problems_exit
 from scheduler.clock import iso
 from scheduler.commands import engagement
 from scheduler.commands.service import status, tokens
@@ -355,14 +355,17 @@ def upgrade(obj: Ctx) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8790, show_default=True, type=int)
+@click.option("--port", default=8790, show_default=True, type=click.IntRange(0, 65535))
 def emulator(host: str, port: int) -> None:
     """Serve the fake Graph API for trying things out."""
     from scheduler.emulator import serve
 
     _setup_logging("INFO")
-    click.echo(f"fake Graph API on http://{host}:{port} (set graph.base_url to this)", err=True)
-    serve(host, port)
+    try:
+        serve(host, port, on_ready=lambda url: click.echo(
+            f"fake Graph API on {url} (set graph.base_url to this)", err=True))
+    except OSError as e:  # the port taken, a host that is not this machine's
+        die(f"cannot serve the fake Graph API on {host}:{port}: {e.strerror or e}", 1)
 
 
 main.add_command(events)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import shutil
 import socket
 import stat
 from pathlib import Path
@@ -566,6 +567,10 @@ class Settings(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"account names must be unique; repeated: {', '.join(dupes)}")
+        ids = [a.ig_user_id for a in self.accounts]
+        twice = sorted({a.name for a in self.accounts if ids.count(a.ig_user_id) > 1})
+        if twice:  # one quota and one usage budget, counted twice over: limits would not hold
+            raise ValueError(f"accounts {', '.join(twice)} have the same ig_user_id; give each account once")
         rule_names = [r.name for r in self.rules]
         dupes = sorted({n for n in rule_names if rule_names.count(n) > 1})
         if dupes:
@@ -614,6 +619,10 @@ def startup_problems(settings: Settings) -> list[str]:
     for folder in q.media_dirs:
         if not folder.is_dir():
             found.append(f"queue.media_dirs: {folder} is not a folder that exists")
+    for target in settings.notify:
+        if target.command is not None and shutil.which(target.command[0]) is None:
+            found.append(f"notify target {target.label()}: no program {target.command[0]!r} to run "
+                         "(an absolute path, or one on PATH); its notifications fail until there is")
     hooks = settings.webhooks
     for what, read, configured in (
             ("verify token", hooks.verify_token, hooks.verify_token_env or hooks.verify_token_file),

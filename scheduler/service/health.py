@@ -41,9 +41,14 @@ def assess(
     needs_reauth: Iterable[str],
     token_seconds_left: Mapping[str, float | None],
     stale_after: timedelta = STALE_TICK,
+    unreadable_tokens: Mapping[str, str] | None = None,
 ) -> Health:
-    """Every reason a person is needed, each naming what and what to do."""
+    """Every reason a person is needed, each naming what and what to do. `unreadable_tokens`:
+    accounts whose configured token cannot be read (and no refreshed one is stored), with
+    why: their posts wait until a person fixes it."""
     problems: list[str] = []
+    for _account, why in sorted((unreadable_tokens or {}).items()):
+        problems.append(f"no token: {why}; its posts wait")
     for account in sorted(set(needs_reauth)):
         problems.append(f"account {account} needs re-authorisation: log in again and update "
                         "its token")

@@ -42,6 +42,7 @@ from scheduler.store.engine import (
     ensure_current,
     head_revision,
     make_engine,
+    missing_sqlite_file,
     safe_url,
     upgrade,
 )
@@ -139,6 +140,9 @@ class Store(WebhookStore):  # webhook events: store/webhook_store.py
     def __init__(self, url: str, upgrade: bool = True, clock: Clock | None = None) -> None:
         """`clock`: the time that decides due-ness. By default the system clock on SQLite and
         the database's clock on PostgreSQL; tests pass a FakeClock to drive both."""
+        if not upgrade and (missing := missing_sqlite_file(url)) is not None:
+            # a command that only reads: say so rather than leave an empty file behind
+            raise SchemaBehind(f"there is no database at {missing}; run `igsched db upgrade`")
         self.engine = make_engine(url)
         self.clock = clock
         self._clock_lock = threading.Lock()

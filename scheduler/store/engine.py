@@ -100,6 +100,17 @@ def ping(dbapi_conn: Any) -> None:
     dbapi_conn.rollback()  # the ping's implicit transaction: the caller begins its own
 
 
+def missing_sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL that does not exist yet (None: it exists, or the URL is not
+    a SQLite file). A command that only reads must not create it, nor its folders."""
+    u = sa.engine.make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:" \
+            or u.database.startswith("file:"):
+        return None
+    path = Path(u.database).expanduser()
+    return None if path.exists() else path
+
+
 def _sqlite_engine(url: str) -> Engine:
     u = sa.engine.make_url(url)
     # a "file:" URI (uri=true) names its file itself; anything else gets its folder made

@@ -102,3 +102,41 @@ def test_a_key_file_that_is_a_fifo_is_named_not_waited_on(tmp_path: Path) -> Non
     os.mkfifo(fifo)  # nobody writes: opened the usual way, this would wait forever
     with pytest.raises(KeyFileError, match="not a regular file"):
         read_key_file(fifo)
+
+
+@pytest.mark.parametrize("command", ["status", "list", "tokens", "quota"])
+def test_a_command_that_only_reads_creates_no_database(tmp_path: Path, command: str) -> None:
+    db = tmp_path / "not" / "there" / "x.db"
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"database": {"url": f"sqlite:///{db}"}, "accounts": [SHOP]}))
+    code, out = _run(config, command)
+    assert code == 1 and f"there is no database at {db}; run `igsched db upgrade`" in out
+    assert not (tmp_path / "not").exists()
+
+
+def test_the_same_instagram_account_under_two_names_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(_good(tmp_path) | {"accounts": [SHOP, {**SHOP, "name": "shop2"}]}))
+    code, out = _run(config, "status")
+    assert code == 2 and "accounts shop, shop2 have the same ig_user_id; give each account once" in out
+
+
+def test_a_notify_command_that_cannot_be_found_is_a_startup_problem(tmp_path: Path) -> None:
+    from scheduler.config import settings_from_dict, startup_problems
+
+    settings = settings_from_dict(_good(tmp_path, notify=[{"command": ["/nonexistent/page-me"]},
+                                                          {"command": ["true"]}]), "t")
+    assert [p for p in startup_problems(settings) if "notify" in p] == [
+        "notify target /nonexistent/page-me: no program '/nonexistent/page-me' to run (an absolute path, or one "
+        "on PATH); its notifications fail until there is"]
+
+
+@pytest.mark.parametrize(("args", "code", "said"), [
+    (["--port", "99999"], 2, "99999 is not in the range 0<=x<=65535"),
+    (["--host", "999.1.1.1", "--port", "0"], 1, "cannot serve the fake Graph API on 999.1.1.1:0"),
+])
+def test_the_emulator_refuses_an_address_it_cannot_serve_on_in_one_line(args: list[str], code: int,
+                                                                       said: str) -> None:
+    r = CliRunner().invoke(main, ["emulator", *args])
+    assert r.exit_code == code and said in r.stdout + r.stderr
+    assert r.exception is None or isinstance(r.exception, SystemExit)

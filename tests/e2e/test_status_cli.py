@@ -4,6 +4,7 @@ and PostgreSQL, after real daemon runs against the fake Graph API."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -122,3 +123,15 @@ def test_a_daemon_that_stopped_ticking_or_a_token_about_to_expire_needs_a_person
     code, doc = _status(config)
     assert code == 1 and doc["tokens"][0]["days_left"] == pytest.approx(3, abs=0.01)
     assert "token expires in 3.0 days" in doc["problems"][0]
+
+
+def test_an_account_whose_token_cannot_be_read_needs_a_person(db_url: str, tmp_path: Path) -> None:
+    fifo = tmp_path / "shop.token"
+    os.mkfifo(fifo)  # e.g. a credential that systemd did not pass: nothing can be published
+    cfg = service_config(db_url, "http://127.0.0.1:9")
+    cfg["accounts"] = [{"name": "shop", "ig_user_id": SHOP_ID, "token_file": str(fifo)}]
+    Store(db_url).close()  # the schema exists
+    code, doc = _status(write_config(tmp_path, cfg))
+    assert code == 1 and doc["healthy"] is False
+    assert doc["problems"] == [f"no token: account shop: cannot read token_file {fifo}: not a regular file; "
+                               "its posts wait"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
+
 from scheduler.config import settings_from_dict
 from scheduler.service.report import status_report, tokens_report
 from scheduler.store import DaemonRecord, TokenState
@@ -47,7 +49,9 @@ def test_tokens_show_source_expiry_and_the_next_refresh_never_the_token() -> Non
     assert {r["login"] for r in facebook} == {"facebook"}
 
 
-def test_status_is_healthy_until_a_person_is_needed() -> None:
+def test_status_is_healthy_until_a_person_is_needed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("X", "shop-token-value")  # both accounts' tokens can be read
+    monkeypatch.setenv("Y", "studio-token-value")
     ticking = DaemonRecord("a", "h", 1, NOW - timedelta(hours=1), NOW - timedelta(seconds=5), None)
     stopped = DaemonRecord("b", "h", 2, NOW - timedelta(days=1), NOW - timedelta(hours=3), NOW - timedelta(hours=3))
     ok = status_report(_settings(), _figures(daemons=[ticking, stopped], tokens=[_token("shop", 40)]), [])
@@ -58,6 +62,10 @@ def test_status_is_healthy_until_a_person_is_needed() -> None:
         daemons=[stuck], tokens=[_token("shop", 2)], reauth=[("studio", "190"), ("gone", "not configured")],
         actions={"failed": 1}), [{"account": "shop", "paused": True, "paused_until": "x", "pause_reason": "80002"}])
     assert not bad["healthy"] and len(bad["problems"]) == 3
+    monkeypatch.delenv("Y")  # studio's token gone, and no refreshed one stored for it
+    gone = status_report(_settings(), _figures(daemons=[ticking], tokens=[_token("shop", 40)]), [])
+    assert not gone["healthy"]
+    assert gone["problems"] == ["no token: account studio: environment variable Y is not set; its posts wait"]
     assert bad["needs_reauth"] == [{"account": "studio", "reason": "190"}]
     assert bad["paused_accounts"] == [{"account": "shop", "until": "x", "reason": "80002"}]
     assert bad["actions"] == {"failed": 1}
