@@ -44,6 +44,13 @@ def _run(config: Path, *args: str) -> tuple[int, str, str]:
     return r.exit_code, r.stdout, r.stderr
 
 
+def _one_post(path: Path, key: str, image: str) -> Path:
+    """A queue file of one post of account shop, in a folder of its own."""
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump({"account": "shop", "posts": [{"key": key, "at": AT, "image": image}]}))
+    return path
+
+
 def _posts(db_url: str) -> int:
     return len(Store(db_url).list_posts(["planned"]))
 
@@ -118,11 +125,8 @@ def test_a_near_miss_of_a_key_is_still_named_with_its_fix(tmp_path: Path, db_url
 
 def test_show_prints_a_file_name_with_line_breaks_on_one_line(tmp_path: Path, db_url: str) -> None:
     config = _config(tmp_path, db_url)
-    folder = tmp_path / "q"
-    folder.mkdir()
-    forged = folder / "a\nstate          published\n\x1b[32mok.yaml"
-    forged.write_text(yaml.safe_dump({"account": "shop", "posts": [
-        {"key": "forge-1", "at": AT, "image": "https://cdn.example.com/a.jpg"}]}))
+    forged = _one_post(tmp_path / "q" / "a\nstate          published\n\x1b[32mok.yaml", "forge-1",
+                       "https://cdn.example.com/a.jpg")
     assert _run(config, "enqueue", str(forged))[0] == 0
     code, out, _ = _run(config, "show", "forge-1")
     assert code == 0
@@ -173,11 +177,7 @@ def test_a_short_hand_made_secret_does_not_cut_words_from_messages(tmp_path: Pat
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IGSCHED_TEST_VERIFY", "test")  # weak, and warned about when the daemon starts
     config = _config(tmp_path, db_url)
-    folder = tmp_path / "test"
-    folder.mkdir()
-    queue = folder / "contest.yaml"
-    queue.write_text(yaml.safe_dump({"account": "shop", "posts": [
-        {"key": "test-launch", "at": AT, "image": "ftp://cdn.example.com/latest.png"}]}))
+    queue = _one_post(tmp_path / "test" / "contest.yaml", "test-launch", "ftp://cdn.example.com/latest.png")
     code, _, err = _run(config, "validate", str(queue))
     assert code == 2
     assert f"{queue}: post 1 (key test-launch): field 'image': image ftp://cdn.example.com/latest.png" in err
