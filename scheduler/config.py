@@ -60,6 +60,8 @@ class GraphSettings(_Strict):
     @classmethod
     def _base_url(cls, v: str) -> str:
         # calls go to base_url/api_version/...: a scheme, a host and nothing a call would drop
+        if any(c.isspace() or not c.isprintable() for c in v):
+            raise ValueError("must not contain spaces, tabs, line breaks or control characters")
         try:
             parts = urlsplit(v)
             parts.port  # noqa: B018  (raises for a port that is not a number)
@@ -692,23 +694,62 @@ def load_settings(path: Path) -> Settings:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise refuse(f"the configuration is not UTF-8 text (byte {e.start + 1})") from None
-    loader = _ConfigLoader(text)
+    loader: _ConfigLoader | None = None
     try:
-        data = loader.get_single_data()
+        loader = _ConfigLoader(text)  # its reader checks every character here already
+        node = loader.get_single_node()
+        duplicates = _duplicate_keys(node) if node is not None else []
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
         # the problem and where, never the parser's snippet of the file's text
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise refuse(f"not valid YAML{where}: {getattr(e, 'problem', None) or 'unreadable'}") from None
+        if isinstance(e, yaml.reader.ReaderError):
+            where, problem = f" at character {e.position + 1}", "a control character or a byte that is not text"
+        else:
+            problem = getattr(e, "problem", None) or "unreadable"
+        raise refuse(f"not valid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise refuse("not valid YAML: nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as e:  # a constructor PyYAML did not guard (2027-13-45)
+        raise refuse(f"not valid YAML: a value cannot be read ({type(e).__name__})") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if isinstance(data, dict) and (foreign := foreign_keys(data, tuple(Settings.model_fields))) is not None:
         raise refuse(foreign)
-    if loader.duplicates:
+    if duplicates:
         raise InvalidInput([Problem(str(path), f"'{shown(key, 80)}' is written twice in the same place (lines "
-                                               f"{first} and {again}); keep only one")
-                            for key, first, again in loader.duplicates])
+                                               f"{first} and {again}); keep only one"
+                                               + (" (merge several with <<: [*a, *b])" if key == "<<" else ""))
+                            for key, first, again in duplicates])
     return settings_from_dict(data, str(path))
+
+
+def _duplicate_keys(root: yaml.Node) -> list[tuple[str, int, int]]:
+    """Keys written twice in one mapping (the first would be lost), found on the composed
+    nodes before anything is built (building merges `<<` anchors into mappings in place,
+    which would look like keys written twice). (key, first line, line again)."""
+    found: list[tuple[str, int, int]] = []
+    seen_nodes: set[int] = set()
+    todo = [root]
+    while todo:
+        node = todo.pop()
+        if id(node) in seen_nodes:  # an alias: the anchored node was looked at already
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            lines: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    line = key_node.start_mark.line + 1
+                    if key_node.value in lines:
+                        found.append((key_node.value, lines[key_node.value], line))
+                    lines.setdefault(key_node.value, line)
+                todo += [key_node, value_node]
+        elif isinstance(node, yaml.SequenceNode):
+            todo += node.value
+    return sorted(found, key=lambda f: f[2])
 
 
 class _ConfigLoader(yaml.SafeLoader):
@@ -716,18 +757,8 @@ class _ConfigLoader(yaml.SafeLoader):
     `yes` or `no` key into a boolean, but every key in this file is a name (rules use `on:`).
     Values keep their YAML meaning (`enabled: yes` is still true)."""
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.duplicates: list[tuple[str, int, int]] = []  # key, first line, line again
-
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[str, int] = {}
         for key_node, _ in node.value:
             if isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:bool":
                 key_node.tag = "tag:yaml.org,2002:str"
-            if isinstance(key_node, yaml.ScalarNode):  # a key written twice: the first would be lost
-                line = key_node.start_mark.line + 1
-                if key_node.value in seen:
-                    self.duplicates.append((key_node.value, seen[key_node.value], line))
-                seen.setdefault(key_node.value, line)
         return super().construct_mapping(node, deep=deep)

@@ -41,14 +41,18 @@ def assess(
     needs_reauth: Iterable[str],
     token_seconds_left: Mapping[str, float | None],
     stale_after: timedelta = STALE_TICK,
-    unreadable_tokens: Mapping[str, str] | None = None,
+    waiting_posts: int = 0,
 ) -> Health:
-    """Every reason a person is needed, each naming what and what to do. `unreadable_tokens`:
-    accounts whose configured token cannot be read (and no refreshed one is stored), with
-    why: their posts wait until a person fixes it."""
+    """Every reason a person is needed, each naming what and what to do. `waiting_posts`:
+    posts the daemon put in `waiting` (their account's token could not be read, the account
+    is not configured, or it needs re-authorisation): only a person moves them on. Counted
+    from what the daemon recorded, not from what this process can read (a monitoring check
+    runs without the daemon's environment and credentials)."""
     problems: list[str] = []
-    for _account, why in sorted((unreadable_tokens or {}).items()):
-        problems.append(f"no token: {why}; its posts wait")
+    if waiting_posts:
+        problems.append(f"{waiting_posts} post{'s' if waiting_posts != 1 else ''} waiting for their account "
+                        "(a token that cannot be read, an account not configured or needing re-authorisation): "
+                        "`igsched list --state waiting` says why")
     for account in sorted(set(needs_reauth)):
         problems.append(f"account {account} needs re-authorisation: log in again and update "
                         "its token")

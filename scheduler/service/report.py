@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from scheduler.clock import iso
-from scheduler.config import Settings, TokenMissing
+from scheduler.config import Settings
 from scheduler.service.health import DaemonSeen, assess
 from scheduler.service.tokens import (
     Flavour,
@@ -53,21 +53,6 @@ def tokens_report(settings: Settings, states: Sequence[TokenState], now: datetim
     return out
 
 
-def _unreadable_tokens(settings: Settings, refreshed: set[str]) -> dict[str, str]:
-    """Accounts whose configured token cannot be read now, with the reason (names the
-    account and the source, never a value); an account with a refreshed token stored uses
-    that one and is left out."""
-    out = {}
-    for acct in settings.accounts:
-        if acct.name in refreshed:
-            continue
-        try:
-            acct.token()
-        except TokenMissing as e:
-            out[acct.name] = str(e)
-    return out
-
-
 def _daemon_view(d: DaemonRecord, now: datetime) -> dict[str, Any]:
     return {
         "identity": d.identity, "host": d.host, "pid": d.pid,
@@ -89,7 +74,7 @@ def status_report(settings: Settings, figures: dict[str, Any], quotas: list[dict
         [DaemonSeen(d.identity, d.last_tick_at, stopped=d.stopped_at is not None) for d in daemons],
         [name for name, _ in reauth],
         {t["account"]: (t["days_left"] * 86400 if t["days_left"] is not None else None) for t in tokens},
-        unreadable_tokens=_unreadable_tokens(settings, {t["account"] for t in tokens if t["source"] == "refreshed"}),
+        waiting_posts=int(figures["posts"].get("waiting", 0)),
     )
     nxt = figures["next_due"]
     return {

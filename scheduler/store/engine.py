@@ -107,8 +107,14 @@ def missing_sqlite_file(url: str) -> Path | None:
     if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:" \
             or u.database.startswith("file:"):
         return None
-    path = Path(u.database).expanduser()
-    return None if path.exists() else path
+    path = Path(u.database)
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return path
+    except OSError:
+        return None  # there, but not ours to look at: opening it says so (permission denied)
+    return None
 
 
 def _sqlite_engine(url: str) -> Engine:

@@ -140,3 +140,38 @@ def test_the_emulator_refuses_an_address_it_cannot_serve_on_in_one_line(args: li
     r = CliRunner().invoke(main, ["emulator", *args])
     assert r.exit_code == code and said in r.stdout + r.stderr
     assert r.exception is None or isinstance(r.exception, SystemExit)
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ("database:\n  url: \"x\x01\"\n", "not valid YAML at character 20: a control character or a byte that is not text"),
+    ("queue:\n  settle_s: 2027-13-45\n", "not valid YAML: a value cannot be read (ValueError)"),
+    ("graph: " + "[" * 50_000 + "\n", "not valid YAML: nested too deeply"),
+])
+def test_a_config_that_cannot_be_read_as_yaml_is_refused_in_one_line(tmp_path: Path, text: str, said: str) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    code, out = _run(config, "status")
+    assert code == 2 and said in out and "Traceback" not in out
+
+
+def test_yaml_merge_keys_are_not_taken_for_keys_written_twice(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(_good(tmp_path)) + (
+        "x-base: &base {timeout_s: 5, login: auto}\n"
+        "x-more: &more {<<: *base, timeout_s: 9}\n"  # a merge that overrides, merged again below
+        "graph: {<<: *more, api_version: v24.0}\n").replace("x-base", "xbase").replace("x-more", "xmore"))
+    code, out = _run(config, "status")
+    assert "written twice" not in out
+    config.write_text(yaml.safe_dump(_good(tmp_path)) + "graph:\n  <<: {timeout_s: 5}\n  <<: {login: auto}\n")
+    code, out = _run(config, "status")
+    assert code == 2 and "'<<' is written twice in the same place (lines" in out
+    assert "(merge several with <<: [*a, *b])" in out
+
+
+@pytest.mark.parametrize("url", ["https://graph.instagram.com\t", " https://graph.instagram.com",
+                                 "https://gra ph.com"])
+def test_a_base_url_with_blanks_is_refused(tmp_path: Path, url: str) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(_good(tmp_path, graph={"base_url": url})))
+    code, out = _run(config, "status")
+    assert code == 2 and "graph.base_url" in out and "must not contain spaces" in out

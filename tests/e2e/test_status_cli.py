@@ -125,13 +125,19 @@ def test_a_daemon_that_stopped_ticking_or_a_token_about_to_expire_needs_a_person
     assert "token expires in 3.0 days" in doc["problems"][0]
 
 
-def test_an_account_whose_token_cannot_be_read_needs_a_person(db_url: str, tmp_path: Path) -> None:
+def test_posts_waiting_for_an_unreadable_token_need_a_person(
+    db_url: str, emu: RunningEmulator, clock: FakeClock, tmp_path: Path
+) -> None:
     fifo = tmp_path / "shop.token"
     os.mkfifo(fifo)  # e.g. a credential that systemd did not pass: nothing can be published
-    cfg = service_config(db_url, "http://127.0.0.1:9")
+    cfg = service_config(db_url, emu.base_url)
     cfg["accounts"] = [{"name": "shop", "ig_user_id": SHOP_ID, "token_file": str(fifo)}]
-    Store(db_url).close()  # the schema exists
+    settings = settings_of(cfg)
+    store = Store(db_url, clock=clock)
+    enqueue_yaml(store, settings, f"account: shop\nposts:\n  - {{key: w, at: {at_in(60)}, image: {media_url(emu, 'w.jpg')}}}\n")
+    run_daemon(settings, store, timeout_s=30, until=lambda: by_key(store)["w"].state == "waiting")
+    # status runs where the token cannot be read either way: it reports what the daemon recorded
     code, doc = _status(write_config(tmp_path, cfg))
     assert code == 1 and doc["healthy"] is False
-    assert doc["problems"] == [f"no token: account shop: cannot read token_file {fifo}: not a regular file; "
-                               "its posts wait"]
+    assert doc["problems"] == ["1 post waiting for their account (a token that cannot be read, an account not "
+                               "configured or needing re-authorisation): `igsched list --state waiting` says why"]
