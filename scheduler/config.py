@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from scheduler.problems import InvalidInput, Problem, foreign_keys, shown
+from scheduler.problems import InvalidInput, Problem, foreign_keys
 from scheduler.redaction import remember_secret
+from scheduler.yamlcheck import duplicate_keys, written_twice, yaml_error_text
 
 DEFAULT_PATHS = ("./config.yaml", "/etc/igsched/config.yaml")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -698,17 +699,10 @@ def load_settings(path: Path) -> Settings:
     try:
         loader = _ConfigLoader(text)  # its reader checks every character here already
         node = loader.get_single_node()
-        duplicates = _duplicate_keys(node) if node is not None else []
+        duplicates = duplicate_keys(node) if node is not None else []
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
-        # the problem and where, never the parser's snippet of the file's text
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        if isinstance(e, yaml.reader.ReaderError):
-            where, problem = f" at character {e.position + 1}", "a control character or a byte that is not text"
-        else:
-            problem = getattr(e, "problem", None) or "unreadable"
-        raise refuse(f"not valid YAML{where}: {problem}") from None
+        raise refuse(yaml_error_text(e, text)) from None  # where, never the parser's snippet
     except RecursionError:
         raise refuse("not valid YAML: nested too deeply") from None
     except (ValueError, TypeError, OverflowError) as e:  # a constructor PyYAML did not guard (2027-13-45)
@@ -719,37 +713,8 @@ def load_settings(path: Path) -> Settings:
     if isinstance(data, dict) and (foreign := foreign_keys(data, tuple(Settings.model_fields))) is not None:
         raise refuse(foreign)
     if duplicates:
-        raise InvalidInput([Problem(str(path), f"'{shown(key, 80)}' is written twice in the same place (lines "
-                                               f"{first} and {again}); keep only one"
-                                               + (" (merge several with <<: [*a, *b])" if key == "<<" else ""))
-                            for key, first, again in duplicates])
+        raise InvalidInput([Problem(str(path), written_twice(*d)) for d in duplicates])
     return settings_from_dict(data, str(path))
-
-
-def _duplicate_keys(root: yaml.Node) -> list[tuple[str, int, int]]:
-    """Keys written twice in one mapping (the first would be lost), found on the composed
-    nodes before anything is built (building merges `<<` anchors into mappings in place,
-    which would look like keys written twice). (key, first line, line again)."""
-    found: list[tuple[str, int, int]] = []
-    seen_nodes: set[int] = set()
-    todo = [root]
-    while todo:
-        node = todo.pop()
-        if id(node) in seen_nodes:  # an alias: the anchored node was looked at already
-            continue
-        seen_nodes.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            lines: dict[str, int] = {}
-            for key_node, value_node in node.value:
-                if isinstance(key_node, yaml.ScalarNode):
-                    line = key_node.start_mark.line + 1
-                    if key_node.value in lines:
-                        found.append((key_node.value, lines[key_node.value], line))
-                    lines.setdefault(key_node.value, line)
-                todo += [key_node, value_node]
-        elif isinstance(node, yaml.SequenceNode):
-            todo += node.value
-    return sorted(found, key=lambda f: f[2])
 
 
 class _ConfigLoader(yaml.SafeLoader):

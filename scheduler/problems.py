@@ -31,15 +31,15 @@ class Problem:
 MAX_SHOWN = 600  # a message quotes what was written; a hostile file may write a lot
 
 
-def shown(text: str, limit: int = MAX_SHOWN) -> str:
+def shown(text: str, limit: int | None = MAX_SHOWN) -> str:
     """`text` made safe to print or write: control characters, lone surrogates and other
     unprintable characters escaped (a message quotes hostile input), and at most `limit`
-    characters."""
+    characters (None: all of it)."""
     out = "".join(
         c if c.isprintable() or c == " " else c.encode("unicode_escape", "backslashreplace").decode("ascii")
         for c in text
     )
-    return out if len(out) <= limit else out[: limit - 1] + "…"
+    return out if limit is None or len(out) <= limit else out[: limit - 1] + "…"
 
 
 def foreign_keys(keys: Iterable[object], allowed: Sequence[str]) -> str | None:
@@ -65,7 +65,7 @@ def plain(value: object) -> str:
     """A stored text shown whole on one line: control characters (line breaks, escape
     sequences) escaped, so what a file's name or a stranger's words hold cannot print lines
     or colours that look like ours."""
-    return shown(str(value), limit=len(str(value)) * 10 + 1)
+    return shown(str(value), limit=None)
 
 
 class InvalidInput(Exception):

@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from scheduler.problems import InvalidInput, Problem, shown
-from scheduler.redaction import redact
+from scheduler.problems import InvalidInput, Problem
+from scheduler.yamlcheck import duplicate_keys, written_twice, yaml_error_text
 
 # Aliases are shared objects after loading, so a billion-laughs file is small in memory but
 # huge to walk; counting every visit (not every object) bounds the work done on it.
@@ -91,30 +91,13 @@ def _read_regular(fd: int, limit: int, fail: Callable[[str], InvalidInput]) -> b
 
 
 class _Loader(yaml.SafeLoader):
-    """yaml.safe_load's loader, plus a note of keys written twice in one mapping
-    (YAML would silently keep only the last one, losing what the user wrote first).
+    """yaml.safe_load's loader (keys written twice are looked for on the composed nodes
+    first: yamlcheck.duplicate_keys).
 
     Its scalar constructors never raise: a timestamp that is not a real time (February 30,
     second 60, offset +25:00), or an !!int/!!float/!!bool/!!timestamp tag on text that is
     not one, stays the text as written, so the field check that reads it names the post and
     the field instead of the whole file failing with a traceback."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.duplicates: list[tuple[str, int, int]] = []
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[tuple[str, str], int] = {}
-        for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
-                continue
-            line, ident = key_node.start_mark.line + 1, (key_node.tag, key_node.value)
-            if ident in seen:
-                self.duplicates.append((key_node.value, seen[ident], line))
-            else:
-                seen[ident] = line
-        return super().construct_mapping(node, deep=deep)
-
 
 def _lenient(
     construct: Callable[[yaml.SafeLoader, yaml.ScalarNode], Any],
@@ -147,27 +130,6 @@ for _tag, _construct in (
     _Loader.add_constructor(_tag, _lenient(_construct))
 
 
-def _yaml_error(e: yaml.YAMLError, text: str) -> str:
-    if isinstance(e, yaml.reader.ReaderError) and isinstance(e.character, int):
-        line = text.count("\n", 0, e.position) + 1
-        return (
-            f"the file contains a control character (#x{e.character:04x}) on line {line}, "
-            "which YAML does not allow; remove it"
-        )
-    if not isinstance(e, yaml.MarkedYAMLError):
-        return f"not valid YAML: {e}"
-    mark = e.problem_mark or e.context_mark
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-    problem = e.problem or "unreadable"
-    context = f" ({e.context})" if e.context else ""
-    hint = ""
-    if "mapping values are not allowed" in problem:
-        hint = "; text containing ': ' must be put in quotes"
-    elif "'\\t'" in problem:
-        hint = "; indent with spaces, not tabs"
-    return f"not valid YAML{where}: {problem}{context}{hint}"
-
-
 def load_queue_yaml(text: str, limit: int) -> tuple[bool, Any, list[str]]:
     """(usable, document, file-level problems). Keys written twice are problems that still
     leave the document usable; anything else found here makes it unusable."""
@@ -177,9 +139,11 @@ def load_queue_yaml(text: str, limit: int) -> tuple[bool, Any, list[str]]:
     loader: _Loader | None = None
     try:
         loader = _Loader(text)  # the reader checks every character here already
-        doc = loader.get_single_data()
+        node = loader.get_single_node()
+        duplicates = duplicate_keys(node) if node is not None else []
+        doc = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
-        return False, None, [_yaml_error(e, text)]
+        return False, None, [yaml_error_text(e, text)]
     except RecursionError:
         return False, None, [_TOO_DEEP]
     except (ValueError, TypeError, OverflowError) as e:  # a constructor PyYAML did not guard
@@ -187,10 +151,7 @@ def load_queue_yaml(text: str, limit: int) -> tuple[bool, Any, list[str]]:
     finally:
         if loader is not None:
             loader.dispose()
-    problems = [
-        f"'{shown(redact(str(key)) or '', 80)}' is written twice in the same place (lines {first} and {again}); keep only one"
-        for key, first, again in loader.duplicates
-    ]
+    problems = [written_twice(key, first, again) for key, first, again in duplicates]
     size_problem = _size_problem(doc)
     if size_problem:
         return False, None, [*problems, size_problem]

@@ -932,3 +932,15 @@ def test_first_comment_has_the_caption_length_limit() -> None:
         parse_queue_text(text, "q.yaml", settings, datetime.now(UTC))
     [p] = e.value.problems
     assert p.field == "first_comment" and "2,201 characters; the limit is 2,200" in p.message
+
+
+def test_chained_merge_keys_are_not_keys_written_twice() -> None:
+    from scheduler.queuefile.yamlload import load_queue_yaml
+
+    text = ("base: &base {caption: hi, alt_text: a}\n"
+            "more: &more {<<: *base, caption: hello}\n"  # merged, overridden, merged again
+            "post: {<<: *more, caption: final}\n")
+    usable, doc, problems = load_queue_yaml(text, 10_000)
+    assert usable and problems == [] and doc["post"] == {"caption": "final", "alt_text": "a"}
+    usable, _, problems = load_queue_yaml("a: 1\nb: 2\na: 3\n", 10_000)
+    assert usable and problems == ["'a' is written twice in the same place (lines 1 and 3); keep only one"]
