@@ -21,9 +21,8 @@ from scheduler.commands.webhooks import events, webhooks
 from scheduler.config import Settings, startup_problems
 from scheduler.engage.actions import queued_message_action
 from scheduler.lifecycle import ACTIVE, FINISHED
-from scheduler.logformat import remember_secrets, setup_logging
+from scheduler.logformat import setup_logging
 from scheduler.problems import InvalidInput, Problem, plain
-from scheduler.service.credentials import configured_tokens
 from scheduler.store import (
     DatabaseUnreachable,
     PostNotFound,
@@ -57,9 +56,8 @@ def run(obj: Ctx) -> None:
 
     settings = obj.settings()
     _setup_logging(settings.log_level, settings.log_format)
-    # every line is cut of the configured tokens (and, once the daemon has read them, of the
-    # refreshed ones), whatever message quotes them
-    remember_secrets(configured_tokens(settings))
+    # every line is cut of the configured secrets (remembered when the settings were loaded,
+    # clikit.Ctx) and, once the daemon has read them, of the refreshed tokens
     for problem in startup_problems(settings):  # once, at start; affected posts wait
         logging.getLogger("igsched").warning("configuration: %s", problem)
     store = obj.store(upgrade=True)

@@ -32,8 +32,6 @@ def configured_tokens(settings: Settings) -> list[str]:
     return out
 
 
-
-
 def configured_secrets(settings: Settings) -> list[str]:
     """Every secret the configuration names that can be read now: the tokens, the webhook
     receiver's app secret and verify token, forwarding and notification signing keys. Read
