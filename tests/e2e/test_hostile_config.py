@@ -104,7 +104,7 @@ def test_a_key_file_that_is_a_fifo_is_named_not_waited_on(tmp_path: Path) -> Non
         read_key_file(fifo)
 
 
-@pytest.mark.parametrize("command", ["status", "list", "tokens", "quota"])
+@pytest.mark.parametrize("command", ["status", "list", "history", "tokens", "quota"])
 def test_a_command_that_only_reads_creates_no_database(tmp_path: Path, command: str) -> None:
     db = tmp_path / "not" / "there" / "x.db"
     config = tmp_path / "config.yaml"
