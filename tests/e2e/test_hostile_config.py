@@ -104,12 +104,12 @@ def test_a_key_file_that_is_a_fifo_is_named_not_waited_on(tmp_path: Path) -> Non
         read_key_file(fifo)
 
 
-@pytest.mark.parametrize("command", ["status", "list", "history", "tokens", "quota"])
+@pytest.mark.parametrize("command", ["status", "list", "history", "tokens", "quota", "show key-1"])
 def test_a_command_that_only_reads_creates_no_database(tmp_path: Path, command: str) -> None:
     db = tmp_path / "not" / "there" / "x.db"
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"database": {"url": f"sqlite:///{db}"}, "accounts": [SHOP]}))
-    code, out = _run(config, command)
+    code, out = _run(config, *command.split())
     assert code == 1 and f"there is no database at {db}; run `igsched db upgrade`" in out
     assert not (tmp_path / "not").exists()
 
